@@ -1,0 +1,46 @@
+# Keyward: `make run` serves a demo on 127.0.0.1:8000; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test lint format check-deploy clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.installed
+
+## run: install, migrate the SQLite database, create the demo organisation, serve.
+run: $(VENV)/.installed
+	DEBUG=1 $(BIN)/python manage.py migrate --no-input
+	DEBUG=1 $(BIN)/python manage.py seeddemo
+	DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+## test: install the development requirements and run every test.
+test: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev-installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check-deploy: $(VENV)/.installed
+	DEBUG=0 SECRET_KEY=$$($(BIN)/python -c "import secrets;print(secrets.token_urlsafe(50))") \
+	KEYWARD_PEPPER=$$($(BIN)/python -c "import secrets;print(secrets.token_urlsafe(48))") \
+	ALLOWED_HOSTS=keyward.example.com $(BIN)/python manage.py check --deploy
+
+clean:
+	rm -rf $(VENV) db.sqlite3 staticfiles test-output

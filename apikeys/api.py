@@ -1,0 +1,215 @@
+"""The keys API of DESIGN §5: whoami and the six key endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apikeys import services
+from apikeys.models import APIKey, Environment
+from apikeys.selectors import api_keys_visible, status_filter
+from config.errors import NotFound, ValidationFailed
+
+
+def key_payload(key: APIKey) -> dict[str, Any]:
+    """Return the key object of DESIGN §5; it never holds the token or its hash."""
+    owner = key.owner if key.owner_id else None
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "last4": key.last4,
+        "name": key.name,
+        "environment": key.environment,
+        "scopes": list(key.scopes),
+        "status": key.status,
+        "owner": {"id": str(owner.pk), "email": owner.email} if owner else None,
+        "created_by": key.created_by_payload,
+        "created_at": _iso(key.created_at),
+        "expires_at": _iso(key.expires_at),
+        "revoked_at": _iso(key.revoked_at),
+        "replaced_by": key.replaced_by_id,
+        "last_used_at": _iso(key.last_used_at),
+        "last_used_ip": key.last_used_ip,
+        "usage_count": key.usage_count,
+        "allowed_ips": list(key.allowed_ips),
+        "rate_limit": key.rate_limit,
+    }
+
+
+def _iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+class StrictSerializer(serializers.Serializer):
+    """A serializer that refuses fields it does not know."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return attrs
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["Send a JSON object."]})
+        return super().to_internal_value(data)
+
+
+class NewestFirstPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except Exception:
+            raise ValidationFailed.on("cursor", "This cursor is not valid.") from None
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise ValidationFailed.on(
+                "limit", f"Give a whole number from 1 to {self.max_page_size}."
+            )
+        return int(raw)
+
+    def get_paginated_response(self, data):
+        return Response({"results": data, "next": self.get_next_link()})
+
+
+class KeyApi(APIView):
+    """Shared lookups: a key is found only inside the caller's visible keys."""
+
+    def visible_keys(self, request: Request):
+        return api_keys_visible(organization=request.auth.organization, viewer=request.auth)
+
+    def get_key(self, request: Request, key_id: str) -> APIKey:
+        key = (
+            self.visible_keys(request)
+            .select_related("organization", "owner")
+            .filter(pk=key_id)
+            .first()
+        )
+        if key is None:
+            raise NotFound("No such key.")
+        return key
+
+
+class WhoAmIApi(KeyApi):
+    required_scopes: list[str] = []
+
+    def get(self, request: Request) -> Response:
+        key = request.auth
+        organization = key.organization
+        owner = key.owner if key.owner_id else None
+        return Response(
+            {
+                "key": key_payload(key),
+                "effective_scopes": sorted(key.effective_scopes),
+                "organization": {
+                    "id": str(organization.pk),
+                    "slug": organization.slug,
+                    "name": organization.name,
+                },
+                "owner": {"id": str(owner.pk), "email": owner.email} if owner else None,
+            }
+        )
+
+
+class KeyCreateInputSerializer(StrictSerializer):
+    name = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    scopes = serializers.ListField(child=serializers.CharField(), required=False)
+    environment = serializers.CharField(required=False, default=Environment.LIVE)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    allowed_ips = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    rate_limit = serializers.CharField(required=False, allow_null=True, default=None)
+
+
+class KeyListCreateApi(KeyApi):
+    required_scopes_by_method = {"GET": ["keys:read"], "POST": ["keys:write"]}
+
+    def get(self, request: Request) -> Response:
+        keys = self.visible_keys(request).select_related("owner")
+        status = request.query_params.get("status")
+        if status is not None:
+            keys = keys.filter(status_filter(status, timezone.now()))
+        environment = request.query_params.get("environment")
+        if environment is not None:
+            if environment not in Environment.values:
+                raise ValidationFailed.on("environment", "Choose 'live' or 'test'.")
+            keys = keys.filter(environment=environment)
+        paginator = NewestFirstPagination()
+        page = paginator.paginate_queryset(keys, request, view=self)
+        return paginator.get_paginated_response([key_payload(key) for key in page])
+
+    def post(self, request: Request) -> Response:
+        body = KeyCreateInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        key, token = services.api_key_create(
+            organization=request.auth.organization,
+            actor=request.auth,
+            **body.validated_data,
+        )
+        return Response({"key": key_payload(key), "token": token}, status=201)
+
+
+class KeyUpdateInputSerializer(StrictSerializer):
+    name = serializers.CharField(trim_whitespace=False, allow_blank=True, required=False)
+    scopes = serializers.ListField(child=serializers.CharField(), required=False)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    allowed_ips = serializers.ListField(child=serializers.CharField(), required=False)
+    rate_limit = serializers.CharField(required=False, allow_null=True)
+
+
+class KeyDetailApi(KeyApi):
+    required_scopes_by_method = {"GET": ["keys:read"], "PATCH": ["keys:write"]}
+
+    def get(self, request: Request, key_id: str) -> Response:
+        return Response(key_payload(self.get_key(request, key_id)))
+
+    def patch(self, request: Request, key_id: str) -> Response:
+        body = KeyUpdateInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        key = self.get_key(request, key_id)
+        key = services.api_key_update(key=key, actor=request.auth, **body.validated_data)
+        return Response(key_payload(key))
+
+
+class KeyRotateInputSerializer(StrictSerializer):
+    grace_period = serializers.IntegerField(required=False, default=0)
+
+
+class KeyRotateApi(KeyApi):
+    required_scopes = ["keys:write"]
+
+    def post(self, request: Request, key_id: str) -> Response:
+        body = KeyRotateInputSerializer(data=request.data if request.data else {})
+        body.is_valid(raise_exception=True)
+        key = self.get_key(request, key_id)
+        new, token, old = services.api_key_rotate(
+            key=key,
+            actor=request.auth,
+            grace_period=body.validated_data["grace_period"],
+        )
+        return Response(
+            {"key": key_payload(new), "token": token, "previous": key_payload(old)},
+            status=201,
+        )
+
+
+class KeyRevokeApi(KeyApi):
+    required_scopes = ["keys:write"]
+
+    def post(self, request: Request, key_id: str) -> Response:
+        key = services.api_key_revoke(key=self.get_key(request, key_id), actor=request.auth)
+        return Response(key_payload(key))

@@ -1,0 +1,207 @@
+"""Bearer authentication with Keyward API keys, for any DRF view."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
+from django.utils.http import http_date
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+
+from apikeys import tokens
+from apikeys.cache import read_generation, verified_keys
+from apikeys.models import APIKey, Status
+from config.errors import ExpiredKey, InvalidKey, IpNotAllowed, KeywardError
+from config.net import client_ip
+from orgs.models import Membership, Organization
+
+LAST_USED_REFRESH = timedelta(minutes=1)
+
+
+class APIKeyRejected(AuthenticationFailed):
+    """Carries the KeywardError that refused the key through DRF's authentication loop."""
+
+    def __init__(self, error: KeywardError) -> None:
+        super().__init__(error.message)
+        self.keyward_error = error
+
+
+@dataclass(frozen=True)
+class OrganizationServiceUser:
+    """The identity behind an organisation key: the organisation itself, never a person."""
+
+    organization: Organization
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+    id = None
+
+    @property
+    def email(self) -> str:
+        return ""
+
+    def __str__(self) -> str:
+        return f"{self.organization.slug} (organisation key)"
+
+
+@dataclass
+class KeyState:
+    """What authentication needs of a key, as loaded in one query."""
+
+    key: APIKey
+    owner_role: str | None
+
+
+def _load_state(key_id: str) -> KeyState | None:
+    """Load the key, its organisation, its owner and the owner's role in one query."""
+    role = Membership.objects.filter(
+        user_id=OuterRef("owner_id"), organization_id=OuterRef("organization_id")
+    ).values("role")[:1]
+    key = (
+        APIKey.objects.select_related("organization", "owner")
+        .annotate(owner_role=Subquery(role))
+        .filter(pk=key_id)
+        .first()
+    )
+    if key is None:
+        return None
+    return KeyState(key=key, owner_role=key.owner_role)
+
+
+def _address_allowed(address: str | None, blocks: list[str]) -> bool:
+    if not blocks:
+        return True
+    if address is None:
+        return False
+    ip = ipaddress.ip_address(address)
+    for block in blocks:
+        network = ipaddress.ip_network(block)
+        if ip.version == network.version and ip in network:
+            return True
+    return False
+
+
+class APIKeyAuthentication(BaseAuthentication):
+    """Authenticate `Authorization: Bearer <key>` against Keyward keys."""
+
+    keyword = "bearer"
+    realm = "api"
+    cache = verified_keys
+
+    def authenticate(self, request) -> tuple[Any, APIKey] | None:
+        header = request.META.get("HTTP_AUTHORIZATION")
+        if header is None:
+            return None
+        parts = header.split()
+        if parts and parts[0].lower() != self.keyword:
+            if len(parts) == 1 and parts[0].startswith(f"{tokens.brand()}_"):
+                return self._reject(request, InvalidKey("Send the key as 'Bearer <key>'."))
+            return None  # another scheme: another authenticator's business
+        request._keyward_token_presented = True
+        if len(parts) != 2:
+            return self._reject(request, InvalidKey())
+        try:
+            parsed = tokens.parse(parts[1])
+        except tokens.MalformedToken:
+            return self._reject(request, InvalidKey())
+        return self.authenticate_token(request, parsed)
+
+    def authenticate_header(self, request) -> str:
+        return f'Bearer realm="{self.realm}"'
+
+    def authenticate_token(self, request, parsed: tokens.ParsedToken) -> tuple[Any, APIKey]:
+        """Check a well-formed token against its key and the key's state."""
+        now = timezone.now()
+        state = self._state(parsed.key_id)
+        if state is None:
+            return self._reject(request, InvalidKey())
+        key = state.key
+        matches, needs_upgrade = tokens.check_hash(parsed.token, key.secret_hash)
+        if not matches or key.environment != parsed.environment:
+            return self._reject(request, InvalidKey())
+        if needs_upgrade:
+            self._upgrade_hash(key, parsed.token)
+        status = key.status_at(now)
+        if status == Status.REVOKED:
+            self.on_revoked_key_used(request, key)
+            return self._reject(request, InvalidKey())
+        if status == Status.EXPIRED:
+            return self._reject(request, ExpiredKey())
+        if key.owner_id is not None and (state.owner_role is None or not key.owner.is_active):
+            return self._reject(request, InvalidKey())
+        address = getattr(request._request, "client_ip", None) or client_ip(request._request)
+        if not _address_allowed(address, key.allowed_ips):
+            raise APIKeyRejected(IpNotAllowed())
+        key._effective_scopes = key.effective_scopes_for(state.owner_role)
+        if status == Status.SUPERSEDED:
+            self._add_headers(
+                request,
+                {
+                    "Deprecation": "true",
+                    "Sunset": http_date(key.expires_at.timestamp()),
+                },
+            )
+        self._touch(key, address, now)
+        user = key.owner if key.owner_id is not None else OrganizationServiceUser(key.organization)
+        return user, key
+
+    def _state(self, key_id: str) -> KeyState | None:
+        """Return the key's state from this process's cache when still valid, else the database."""
+        organization_id = self.cache.organization_of(key_id)
+        if organization_id is None:
+            state = _load_state(key_id)
+            if state is not None:
+                self.cache.remember_organization(key_id, state.key.organization_id)
+            return state
+        generation = read_generation(organization_id)
+        cached = self.cache.get(key_id, generation)
+        if cached is not None:
+            return KeyState(key=copy.copy(cached.key), owner_role=cached.owner_role)
+        state = _load_state(key_id)
+        if state is not None:
+            self.cache.put(key_id, generation, state)
+            state = KeyState(key=copy.copy(state.key), owner_role=state.owner_role)
+        return state
+
+    def _reject(self, request, error: KeywardError):
+        self.on_invalid_key(request, error)
+        raise APIKeyRejected(error)
+
+    def on_invalid_key(self, request, error: KeywardError) -> None:
+        """Hook: a presented key was refused."""
+
+    def on_revoked_key_used(self, request, key: APIKey) -> None:
+        """Hook: a revoked key was presented with its correct secret."""
+
+    def _upgrade_hash(self, key: APIKey, token: str) -> None:
+        new_hash = tokens.hash_token(token)
+        APIKey.objects.filter(pk=key.pk, secret_hash=key.secret_hash).update(secret_hash=new_hash)
+        key.secret_hash = new_hash
+        self.cache.forget(key.pk)
+
+    def _touch(self, key: APIKey, address: str | None, now: datetime) -> None:
+        """Set last_used_at on first use, then at most once a minute."""
+        if key.last_used_at is not None and now - key.last_used_at < LAST_USED_REFRESH:
+            return
+        stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_REFRESH)
+        APIKey.objects.filter(stale, pk=key.pk).update(last_used_at=now, last_used_ip=address)
+        key.last_used_at = now
+        key.last_used_ip = address
+        self.cache.note_use(key.pk, now, address)
+
+    @staticmethod
+    def _add_headers(request, headers: dict[str, str]) -> None:
+        target = getattr(request, "_request", request)
+        existing = getattr(target, "keyward_headers", None) or {}
+        existing.update(headers)
+        target.keyward_headers = existing

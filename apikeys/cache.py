@@ -1,0 +1,142 @@
+"""The per-process cache of verified keys, and the generations that invalidate it.
+
+Each organisation has a generation in the shared cache: a random value replaced
+whenever something that decides authentication changes (a key revoked, rotated
+or updated; a member's role; the organisation's policy). A process keeps the
+state of a key it verified together with the generation it read *before*
+loading that state, and trusts it only while the shared generation is still
+the same: one cache read, and no database query, per request. A change bumps
+the generation after its transaction commits and before its response is
+sent, so a request that starts after that response sees the new generation in
+every process. With the local-memory default there is one process and the
+guarantee is trivial; with Redis every process reads the same value.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import cache as default_cache
+
+logger = logging.getLogger("keyward.keycache")
+
+GENERATION_KEY = "keyward:gen:org:{}"
+# Generations live long; losing one only costs a reload, never a stale answer.
+GENERATION_TIMEOUT = 7 * 24 * 3600
+_UNREADABLE = object()
+
+
+def generation_key(organization_id: int) -> str:
+    return GENERATION_KEY.format(organization_id)
+
+
+def read_generation(organization_id: int, cache: Any = None) -> Any:
+    """Return the organisation's generation, None if never bumped, or _UNREADABLE."""
+    try:
+        return (cache or default_cache).get(generation_key(organization_id))
+    except Exception:  # the shared cache is down: trust nothing cached
+        logger.warning("Shared cache unreachable while reading a key generation.")
+        return _UNREADABLE
+
+
+def invalidate_organization(organization_id: int, cache: Any = None) -> None:
+    """Make every process drop what it cached about the organisation's keys."""
+    try:
+        (cache or default_cache).set(
+            generation_key(organization_id), uuid.uuid4().hex, GENERATION_TIMEOUT
+        )
+    except Exception:
+        logger.error(
+            "Shared cache unreachable: could not invalidate cached keys of organisation %s.",
+            organization_id,
+        )
+    verified_keys.drop_organization(organization_id)
+
+
+def invalidate_key(key_id: str) -> None:
+    """Invalidate the cached state of one key (through its organisation's generation)."""
+    from apikeys.models import APIKey
+
+    organization_id = verified_keys.organization_of(key_id)
+    if organization_id is None:
+        organization_id = (
+            APIKey.objects.filter(pk=key_id).values_list("organization_id", flat=True).first()
+        )
+    if organization_id is not None:
+        invalidate_organization(organization_id)
+
+
+@dataclass
+class Entry:
+    generation: Any
+    stored_at: float
+    state: Any
+
+
+class VerifiedKeyCache:
+    """Key id → verified state, trusted only while the organisation's generation holds."""
+
+    max_entries = 50_000
+    max_age = 300.0
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}
+        self._organizations: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def organization_of(self, key_id: str) -> int | None:
+        """Return the organisation a key belongs to, if this process has seen it."""
+        return self._organizations.get(key_id)
+
+    def remember_organization(self, key_id: str, organization_id: int) -> None:
+        """Note a key's organisation: it never changes, so it needs no invalidation."""
+        if len(self._organizations) >= self.max_entries:
+            self._organizations.clear()
+        self._organizations[key_id] = organization_id
+
+    def get(self, key_id: str, generation: Any) -> Any | None:
+        entry = self._entries.get(key_id)
+        if entry is None or generation is _UNREADABLE:
+            return None
+        if entry.generation != generation or self.clock() - entry.stored_at > self.max_age:
+            self._entries.pop(key_id, None)
+            return None
+        return entry.state
+
+    def put(self, key_id: str, generation: Any, state: Any) -> None:
+        if generation is _UNREADABLE:
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key_id] = Entry(generation, self.clock(), state)
+
+    def forget(self, key_id: str) -> None:
+        self._entries.pop(key_id, None)
+
+    def note_use(self, key_id: str, when: Any, address: str | None) -> None:
+        """Record in the cached copy that the database now holds this last use."""
+        entry = self._entries.get(key_id)
+        if entry is not None:
+            entry.state.key.last_used_at = when
+            entry.state.key.last_used_ip = address
+
+    def drop_organization(self, organization_id: int) -> None:
+        with self._lock:
+            stale = [k for k, org in self._organizations.items() if org == organization_id]
+            for key_id in stale:
+                self._entries.pop(key_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._organizations.clear()
+
+
+verified_keys = VerifiedKeyCache()

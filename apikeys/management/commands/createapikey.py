@@ -1,0 +1,74 @@
+"""Create an API key and print its token alone on standard output."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from apikeys.services import api_key_create
+from audit.actors import Actor
+from config.errors import KeywardError
+from orgs.models import Organization, User
+
+DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Return the timedelta of `30d`, `12h`, `15m` or `90s`."""
+    match = DURATION_RE.match(text.strip())
+    if match is None:
+        raise CommandError(
+            f"--expires-in: '{text}' is not a duration like 30d, 12h or 15m.", returncode=2
+        )
+    return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+
+
+class Command(BaseCommand):
+    help = "Create an API key; the token goes alone to standard output, all else to standard error."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--org", required=True, help="The organisation's slug.")
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--scopes", help="Comma-separated scope names.")
+        parser.add_argument("--environment", default="live", choices=["live", "test"])
+        parser.add_argument("--expires-in", help="Lifetime such as 30d, 12h or 15m.")
+        parser.add_argument("--owner", help="Email of the member the key belongs to.")
+
+    def handle(self, *args, **options) -> None:
+        organization = Organization.objects.filter(slug=options["org"]).first()
+        if organization is None:
+            raise CommandError(f"No organisation with slug '{options['org']}'.", returncode=1)
+        owner = None
+        if options["owner"]:
+            owner = User.objects.filter(email__iexact=options["owner"]).first()
+            if owner is None:
+                raise CommandError(f"No user {options['owner']}.", returncode=1)
+        scopes = None
+        if options["scopes"] is not None:
+            scopes = [s.strip() for s in options["scopes"].split(",") if s.strip()]
+        expires_at = None
+        if options["expires_in"]:
+            expires_at = timezone.now() + parse_duration(options["expires_in"])
+        try:
+            key, token = api_key_create(
+                organization=organization,
+                actor=Actor.system("createapikey"),
+                owner=owner,
+                name=options["name"],
+                scopes=scopes,
+                environment=options["environment"],
+                expires_at=expires_at,
+            )
+        except KeywardError as exc:
+            fields = exc.extra.get("fields") or {}
+            detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()) or exc.message
+            raise CommandError(detail, returncode=2) from None
+        self.stderr.write(
+            f"Created {key.prefix} ({key.name}) with scopes {', '.join(key.scopes) or 'none'}. "
+            "The token below is shown only once."
+        )
+        self.stdout.write(token)

@@ -1,0 +1,70 @@
+"""Reads of keys that the API, the pages and the admin share."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from apikeys.models import APIKey, KeyUsageDay, Status
+from config.errors import ValidationFailed
+from orgs.models import Membership, Organization, User
+from orgs.roles import Permission
+
+
+def _viewer_role(organization: Organization, viewer: Any) -> str | None:
+    if isinstance(viewer, APIKey):
+        return getattr(viewer, "owner_role", None)
+    if isinstance(viewer, User):
+        return (
+            Membership.objects.filter(organization=organization, user=viewer)
+            .values_list("role", flat=True)
+            .first()
+        )
+    return None
+
+
+def api_keys_visible(*, organization: Organization, viewer: Any) -> QuerySet[APIKey]:
+    """Return the keys `viewer` (a person or a key) may see in the organisation.
+
+    Organisation keys and people who manage keys see them all; anyone else
+    sees only their own personal keys.
+    """
+    keys = APIKey.objects.filter(organization=organization)
+    if isinstance(viewer, APIKey) and viewer.owner_id is None:
+        return keys
+    role = _viewer_role(organization, viewer)
+    if role is not None and organization.policy_for(role).can(Permission.MANAGE_ORG_KEYS):
+        return keys
+    owner_id = viewer.owner_id if isinstance(viewer, APIKey) else getattr(viewer, "pk", None)
+    if owner_id is None:
+        return keys.none()
+    return keys.filter(owner_id=owner_id)
+
+
+def status_filter(status: str, now: datetime) -> Q:
+    """Return the condition for keys whose derived status is `status` at `now`."""
+    live = Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    conditions = {
+        Status.REVOKED: Q(revoked_at__isnull=False),
+        Status.EXPIRED: Q(revoked_at__isnull=True, expires_at__lte=now),
+        Status.SUPERSEDED: live & Q(replaced_by__isnull=False),
+        Status.ACTIVE: live & Q(replaced_by__isnull=True),
+    }
+    if status not in conditions:
+        raise ValidationFailed.on("status", f"Choose one of: {', '.join(Status.values)}.")
+    return conditions[status]
+
+
+def daily_usage(*, key: APIKey, days: int = 30, today: date | None = None) -> list[tuple[date, int]]:
+    """Return (day, requests) for each of the last `days` UTC days, oldest first, zeros included."""
+    today = today or timezone.now().date()
+    first = today - timedelta(days=days - 1)
+    counts = dict(
+        KeyUsageDay.objects.filter(key=key, day__gte=first, day__lte=today).values_list(
+            "day", "count"
+        )
+    )
+    return [(first + timedelta(days=i), counts.get(first + timedelta(days=i), 0)) for i in range(days)]

@@ -1,0 +1,370 @@
+"""The key lifecycle: create, update, rotate, revoke. Each records its audit event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apikeys import tokens, validation
+from apikeys.cache import invalidate_key
+from apikeys.models import APIKey, Status
+from audit.actors import Actor
+from audit.services import audit_record, diff
+from config.errors import (
+    Forbidden,
+    KeyRevoked,
+    NotFound,
+    ScopeNotAllowed,
+    ValidationFailed,
+)
+from orgs import scopes as scope_registry
+from orgs.models import Membership, Organization, User
+from orgs.roles import Permission, scope_ceiling
+from orgs.services import organization_lock
+
+UPDATABLE_FIELDS = ("name", "scopes", "allowed_ips", "rate_limit", "expires_at")
+
+
+def _now():
+    return timezone.now()
+
+
+def _collect(checks: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Run every check; raise one ValidationFailed naming every field at fault."""
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for name, check in checks.items():
+        try:
+            cleaned[name] = check()
+        except ValidationFailed as exc:
+            errors.update(exc.extra.get("fields") or {name: [exc.message]})
+    if errors:
+        raise ValidationFailed(fields=errors)
+    return cleaned
+
+
+def _membership(organization: Organization, user: User) -> Membership:
+    membership = Membership.objects.filter(organization=organization, user=user).first()
+    if membership is None:
+        raise NotFound()
+    return membership
+
+
+def grantable_scopes(*, organization: Organization, actor: Any) -> frozenset[str]:
+    """Return the scopes `actor` may put on a key: a role's ceiling or a key's own scopes."""
+    if isinstance(actor, APIKey):
+        return scope_registry.expand(actor.effective_scopes)
+    if isinstance(actor, User):
+        return scope_ceiling(_membership(organization, actor).role)
+    return frozenset(scope_registry.registered_scopes())
+
+
+def _check_grant(organization: Organization, actor: Any, scopes: list[str]) -> None:
+    beyond = [
+        s for s in scopes if s not in grantable_scopes(organization=organization, actor=actor)
+    ]
+    if beyond:
+        raise ScopeNotAllowed(beyond)
+
+
+def _check_may_manage(key: APIKey, actor: Any, permission: Permission | None = None) -> None:
+    """Refuse a person who may not touch `key`; keys were scope-checked by the view."""
+    if not isinstance(actor, User):
+        return
+    membership = _membership(key.organization, actor)
+    policy = membership.policy
+    if policy.can(Permission.MANAGE_ORG_KEYS):
+        return
+    if key.owner_id != actor.pk:
+        raise NotFound()
+    if permission is not None and not policy.can(permission):
+        raise Forbidden("Your role does not allow this.")
+
+
+def _default_scopes(organization: Organization, actor: Any, owner: User | None) -> list[str]:
+    grantable = grantable_scopes(organization=organization, actor=actor)
+    if owner is not None:
+        role = _membership(organization, owner).role
+        grantable &= scope_ceiling(role)
+    return scope_registry.ordered(s for s in grantable if s != scope_registry.ADMIN_SCOPE)
+
+
+def _resolve_owner(organization: Organization, actor: Any, owner: User | None) -> User | None:
+    """Decide whose key this is; refuse a person who may not create it."""
+    if isinstance(actor, APIKey):
+        # A key makes keys of its own kind: personal to the same person, or the organisation's.
+        return actor.owner
+    if isinstance(actor, User):
+        policy = _membership(organization, actor).policy
+        if owner is None:
+            if not policy.can(Permission.MANAGE_ORG_KEYS):
+                raise Forbidden("Your role cannot create organisation keys.")
+            return None
+        if owner.pk != actor.pk:
+            if not policy.can(Permission.MANAGE_ORG_KEYS):
+                raise Forbidden("You can only create keys for yourself.")
+        elif not policy.can(Permission.CREATE_PERSONAL_KEYS):
+            raise Forbidden("Your organisation does not let members create keys.")
+    if owner is not None:
+        _membership(organization, owner)
+    return owner
+
+
+def _creator_fields(actor: Any) -> dict[str, Any]:
+    who = Actor.of(actor)
+    return {
+        "created_by": actor if isinstance(actor, User) else None,
+        "created_by_key": actor if isinstance(actor, APIKey) else None,
+        "created_by_type": who.type,
+        "created_by_label": who.label,
+    }
+
+
+def _insert_key(fields: dict[str, Any]) -> tuple[APIKey, str]:
+    """Insert a key under a fresh id; return it with its token, which is never stored."""
+    for _attempt in range(5):
+        parsed = tokens.generate(fields["environment"])
+        key = APIKey(
+            id=parsed.key_id,
+            secret_hash=tokens.hash_token(parsed.token),
+            last4=parsed.last4,
+            **fields,
+        )
+        try:
+            with transaction.atomic():
+                key.save(force_insert=True)
+        except IntegrityError:
+            continue
+        return key, parsed.token
+    raise RuntimeError("Could not find a free key id.")
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    organization: Organization,
+    actor: Any,
+    name: Any,
+    scopes: Any = None,
+    environment: Any = "live",
+    expires_at: Any = None,
+    allowed_ips: Any = None,
+    rate_limit: Any = None,
+    owner: User | None = None,
+) -> tuple[APIKey, str]:
+    """Create a key; return it with its token, which exists only in this return value."""
+    now = _now()
+    organization = organization_lock(organization.pk)
+    cleaned = _collect(
+        {
+            "name": lambda: validation.clean_name(name),
+            "scopes": lambda: None if scopes is None else validation.clean_scopes(scopes),
+            "environment": lambda: validation.clean_environment(environment),
+            "expires_at": lambda: validation.clean_expires_at(expires_at, organization, now),
+            "allowed_ips": lambda: validation.clean_allowed_ips(allowed_ips),
+            "rate_limit": lambda: validation.clean_rate_limit(rate_limit),
+        }
+    )
+    owner = _resolve_owner(organization, actor, owner)
+    if cleaned["scopes"] is None:
+        cleaned["scopes"] = _default_scopes(organization, actor, owner)
+    _check_grant(organization, actor, cleaned["scopes"])
+    key, token = _insert_key(
+        {
+            "organization": organization,
+            "owner": owner,
+            "created_at": now,
+            **_creator_fields(actor),
+            **cleaned,
+        }
+    )
+    audit_record(
+        organization_id=organization.pk,
+        action="api_key.created",
+        actor=actor,
+        target=key,
+        changes=diff(
+            {},
+            {
+                **key.audit_snapshot(),
+                "environment": key.environment,
+                "owner": owner.email if owner else None,
+            },
+        ),
+    )
+    return key, token
+
+
+def _locked(key: APIKey) -> APIKey:
+    """Lock the key's organisation, then the key; return the key as it is now."""
+    organization = organization_lock(key.organization_id)
+    key = APIKey.objects.select_for_update().get(pk=key.pk)
+    key.organization = organization
+    return key
+
+
+def _refuse_if_finished(key: APIKey, now) -> None:
+    status = key.status_at(now)
+    if status == Status.REVOKED:
+        raise KeyRevoked("This key is revoked and can no longer be changed.")
+    if status == Status.EXPIRED:
+        raise KeyRevoked("This key has expired and can no longer be changed.")
+
+
+@transaction.atomic
+def api_key_update(*, key: APIKey, actor: Any, **fields: Any) -> APIKey:
+    """Change a key's name, scopes, allowed addresses, rate limit or expiry."""
+    unknown = sorted(set(fields) - set(UPDATABLE_FIELDS))
+    if unknown:
+        raise ValidationFailed(fields={name: ["This field cannot be changed."] for name in unknown})
+    now = _now()
+    organization = key.organization
+    checks: dict[str, Callable[[], Any]] = {
+        "name": lambda: validation.clean_name(fields["name"]),
+        "scopes": lambda: validation.clean_scopes(fields["scopes"]),
+        "allowed_ips": lambda: validation.clean_allowed_ips(fields["allowed_ips"]),
+        "rate_limit": lambda: validation.clean_rate_limit(fields["rate_limit"]),
+        "expires_at": lambda: (
+            validation.clean_expires_at(fields["expires_at"], organization, now)
+            if fields["expires_at"] is not None
+            else validation.lifetime_cap(organization, now)
+        ),
+    }
+    cleaned = _collect({name: checks[name] for name in fields})
+    key = _locked(key)
+    _check_may_manage(key, actor)
+    _refuse_if_finished(key, now)
+    if "scopes" in cleaned:
+        added = [s for s in cleaned["scopes"] if s not in key.scopes]
+        _check_grant(key.organization, actor, added)
+    if "expires_at" in cleaned and key.replaced_by_id is not None:
+        raise KeyRevoked("This key was rotated; change its replacement instead.")
+    before = key.audit_snapshot()
+    for name, value in cleaned.items():
+        setattr(key, name, value)
+    changes = diff(before, key.audit_snapshot())
+    if not changes:
+        return key
+    key.save(update_fields=[*cleaned, "updated_at"])
+    audit_record(
+        organization_id=key.organization_id,
+        action="api_key.updated",
+        actor=actor,
+        target=key,
+        changes=changes,
+    )
+    transaction.on_commit(lambda: invalidate_key(key.pk))
+    return key
+
+
+@transaction.atomic
+def api_key_rotate(*, key: APIKey, actor: Any, grace_period: Any = 0) -> tuple[APIKey, str, APIKey]:
+    """Replace a key with a new one; the old one keeps working for the grace period.
+
+    Return the new key, its token, and the old key.
+    """
+    grace = _collect({"grace_period": lambda: validation.clean_grace_period(grace_period)})[
+        "grace_period"
+    ]
+    now = _now()
+    old = _locked(key)
+    _check_may_manage(old, actor, Permission.CREATE_PERSONAL_KEYS)
+    _refuse_if_finished(old, now)
+    if old.replaced_by_id is not None:
+        raise KeyRevoked(f"This key was already rotated; rotate {old.replaced_by_id} instead.")
+    _check_grant(old.organization, actor, list(old.scopes))
+    expires_at = old.expires_at
+    cap = validation.lifetime_cap(old.organization, now)
+    if cap is not None and (expires_at is None or expires_at > cap):
+        expires_at = cap
+    new, token = _insert_key(
+        {
+            "organization": old.organization,
+            "owner": old.owner,
+            "name": old.name,
+            "environment": old.environment,
+            "scopes": list(old.scopes),
+            "expires_at": expires_at,
+            "allowed_ips": list(old.allowed_ips),
+            "rate_limit": old.rate_limit,
+            "created_at": now,
+            **_creator_fields(actor),
+        }
+    )
+    end_of_grace = now + timedelta(seconds=grace)
+    old_expiry = old.expires_at
+    if old.expires_at is None or old.expires_at > end_of_grace:
+        old.expires_at = end_of_grace
+    old.replaced_by = new
+    old.save(update_fields=["replaced_by", "expires_at", "updated_at"])
+    audit_record(
+        organization_id=old.organization_id,
+        action="api_key.rotated",
+        actor=actor,
+        target=old,
+        changes={
+            "replaced_by": {"before": None, "after": new.id},
+            "expires_at": {
+                "before": old_expiry.isoformat() if old_expiry else None,
+                "after": old.expires_at.isoformat(),
+            },
+        },
+    )
+    audit_record(
+        organization_id=old.organization_id,
+        action="api_key.created",
+        actor=actor,
+        target=new,
+        changes={
+            **diff({}, {**new.audit_snapshot(), "environment": new.environment}),
+            "replaces": {"before": None, "after": old.id},
+        },
+    )
+    transaction.on_commit(lambda: invalidate_key(old.pk))
+    return new, token, old
+
+
+def _revoke(key: APIKey, actor: Any, now, reason: str | None = None) -> None:
+    key.revoked_at = now
+    key.revoked_by = Actor.of(actor).label
+    key.save(update_fields=["revoked_at", "revoked_by", "updated_at"])
+    changes: dict[str, Any] = {"revoked_at": {"before": None, "after": now.isoformat()}}
+    if reason:
+        changes["reason"] = {"before": None, "after": reason}
+    audit_record(
+        organization_id=key.organization_id,
+        action="api_key.revoked",
+        actor=actor,
+        target=key,
+        changes=changes,
+    )
+    transaction.on_commit(lambda: invalidate_key(key.pk))
+
+
+@transaction.atomic
+def api_key_revoke(*, key: APIKey, actor: Any) -> APIKey:
+    """Revoke a key at once, for every process; revoking twice changes nothing."""
+    key = _locked(key)
+    _check_may_manage(key, actor)
+    if key.revoked_at is None:
+        _revoke(key, actor, _now())
+    return key
+
+
+@transaction.atomic
+def api_key_revoke_personal(*, organization: Organization, owner: User, actor: Any) -> int:
+    """Revoke every personal key `owner` holds in the organisation; return how many."""
+    now = _now()
+    organization_lock(organization.pk)
+    keys = list(
+        APIKey.objects.select_for_update()
+        .filter(organization=organization, owner=owner, revoked_at__isnull=True)
+        .order_by("created_at")
+    )
+    for key in keys:
+        _revoke(key, actor, now, reason="owner lost access")
+    return len(keys)

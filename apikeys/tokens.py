@@ -1,0 +1,147 @@
+"""Keyward tokens: the one place that makes, parses, checks and hashes them.
+
+A token reads `kw_<env>_<key_id>_<secret><checksum>` (DESIGN §3). The checksum
+lets anyone reject a mistyped or invented token without a database query; the
+keyed hash is all the database ever holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.conf import settings
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+ENVIRONMENTS = ("live", "test")
+KEY_ID_LENGTH = 12
+SECRET_LENGTH = 32
+CHECKSUM_LENGTH = 6
+BRAND_RE = re.compile(r"^[a-z]{2,8}$")
+# The longest token any allowed brand can make; longer input is refused unread.
+MAX_TOKEN_LENGTH = 8 + 1 + 4 + 1 + KEY_ID_LENGTH + 1 + SECRET_LENGTH + CHECKSUM_LENGTH
+
+
+class MalformedToken(ValueError):
+    """The text is not a well-formed token with a correct checksum."""
+
+
+@dataclass(frozen=True)
+class ParsedToken:
+    environment: str
+    key_id: str
+    token: str
+
+    @property
+    def prefix(self) -> str:
+        """Return the public prefix shown in lists, `kw_live_<key_id>`."""
+        return self.token[: self.token.rindex("_")]
+
+    @property
+    def last4(self) -> str:
+        return self.token[-4:]
+
+
+def brand() -> str:
+    """Return the deployment's token brand."""
+    return settings.KEYWARD_TOKEN_BRAND
+
+
+@lru_cache(maxsize=4)
+def _token_re(brand_: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"^{re.escape(brand_)}_(live|test)_([0-9A-Za-z]{{{KEY_ID_LENGTH}}})_"
+        rf"[0-9A-Za-z]{{{SECRET_LENGTH + CHECKSUM_LENGTH}}}$"
+    )
+
+
+def token_pattern() -> re.Pattern[str]:
+    """Return the regular expression of a whole token with this deployment's brand."""
+    return _token_re(brand())
+
+
+def _random(length: int) -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
+def base62(number: int, width: int) -> str:
+    """Return `number` in base62, most significant digit first, left-padded with 0."""
+    digits = []
+    while number:
+        number, remainder = divmod(number, 62)
+        digits.append(ALPHABET[remainder])
+    return "".join(reversed(digits)).rjust(width, "0")
+
+
+def checksum(body: str) -> str:
+    """Return the 6-character base62 CRC-32 of the token text before it."""
+    return base62(zlib.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
+
+
+def new_key_id() -> str:
+    """Return a fresh random key id."""
+    return _random(KEY_ID_LENGTH)
+
+
+def generate(environment: str, key_id: str | None = None) -> ParsedToken:
+    """Return a new token for `environment`."""
+    if environment not in ENVIRONMENTS:
+        raise ValueError(f"environment must be one of {ENVIRONMENTS}")
+    key_id = key_id or new_key_id()
+    body = f"{brand()}_{environment}_{key_id}_{_random(SECRET_LENGTH)}"
+    return ParsedToken(environment=environment, key_id=key_id, token=body + checksum(body))
+
+
+def parse(text: str) -> ParsedToken:
+    """Return the parts of a well-formed token, or raise MalformedToken.
+
+    Nothing but MalformedToken ever leaves this function, whatever `text` holds.
+    """
+    if not isinstance(text, str) or len(text) > MAX_TOKEN_LENGTH or not text.isascii():
+        raise MalformedToken("not a token")
+    match = _token_re(brand()).match(text)
+    if match is None:
+        raise MalformedToken("not a token")
+    body, given = text[:-CHECKSUM_LENGTH], text[-CHECKSUM_LENGTH:]
+    if not hmac.compare_digest(checksum(body), given):
+        raise MalformedToken("bad checksum")
+    return ParsedToken(environment=match.group(1), key_id=match.group(2), token=text)
+
+
+def looks_like_token(text: str) -> bool:
+    """Return whether `text` is a well-formed token with a correct checksum."""
+    try:
+        parse(text)
+    except MalformedToken:
+        return False
+    return True
+
+
+def _pepper_bytes(pepper: str) -> bytes:
+    return pepper.encode("utf-8")
+
+
+def hash_token(token: str, pepper: str | None = None) -> str:
+    """Return HMAC-SHA256(pepper, token) as hex; the current pepper unless one is given."""
+    key = _pepper_bytes(settings.KEYWARD_PEPPER if pepper is None else pepper)
+    return hmac.new(key, token.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def check_hash(token: str, stored_hash: str) -> tuple[bool, bool]:
+    """Return (matches, needs_upgrade): a match under a fallback pepper needs an upgrade."""
+    if hmac.compare_digest(hash_token(token), stored_hash):
+        return True, False
+    for fallback in settings.KEYWARD_PEPPER_FALLBACKS:
+        if hmac.compare_digest(hash_token(token, fallback), stored_hash):
+            return True, True
+    return False, False
+
+
+def masked(prefix: str, last4: str) -> str:
+    """Return the display form of a key, `kw_live_<key_id>_…<last4>`."""
+    return f"{prefix}_…{last4}"

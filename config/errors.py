@@ -1,0 +1,278 @@
+"""The one JSON error shape of the API, and the exceptions that produce it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from config.context import current_request_id
+
+logger = logging.getLogger("keyward.errors")
+
+RETRY_AFTER_UNAVAILABLE = 5
+
+
+class KeywardError(Exception):
+    """An error with a status and a code from DESIGN §5, raised by services and views."""
+
+    status = 400
+    code = "validation_error"
+    default_message = "The request is not valid."
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        self.message = message or self.default_message
+        self.extra = extra
+        super().__init__(self.message)
+
+
+class ValidationFailed(KeywardError):
+    """Bad input; `fields` maps a field name to its messages."""
+
+    def __init__(self, message: str | None = None, *, fields: dict[str, list[str]] | None = None):
+        extra = {"fields": fields} if fields else {}
+        super().__init__(message or "The request is not valid.", **extra)
+
+    @classmethod
+    def on(cls, field: str, message: str) -> ValidationFailed:
+        """Return the error for one field with one message."""
+        return cls(message, fields={field: [message]})
+
+
+class KeyInUrl(KeywardError):
+    status = 400
+    code = "key_in_url"
+    default_message = (
+        "API keys must be sent in the Authorization header, never in the URL. "
+        "Treat this key as exposed and rotate it."
+    )
+
+
+class MissingKey(KeywardError):
+    status = 401
+    code = "missing_key"
+    default_message = "No API key was provided. Send it as 'Authorization: Bearer <key>'."
+
+
+class InvalidKey(KeywardError):
+    status = 401
+    code = "invalid_key"
+    default_message = "The API key is not valid."
+
+
+class ExpiredKey(KeywardError):
+    status = 401
+    code = "expired_key"
+    default_message = "The API key has expired."
+
+
+class MissingScope(KeywardError):
+    status = 403
+    code = "missing_scope"
+
+    def __init__(self, required: list[str]) -> None:
+        names = ", ".join(required)
+        super().__init__(f"This key lacks the scope {names}.", required_scopes=required)
+
+
+class ScopeNotAllowed(KeywardError):
+    status = 403
+    code = "scope_not_allowed"
+
+    def __init__(self, scopes: list[str]) -> None:
+        names = ", ".join(scopes)
+        super().__init__(f"You cannot grant scopes you do not hold: {names}.", scopes=scopes)
+
+
+class Forbidden(KeywardError):
+    status = 403
+    code = "forbidden"
+    default_message = "You are not allowed to do this."
+
+
+class IpNotAllowed(KeywardError):
+    status = 403
+    code = "ip_not_allowed"
+    default_message = "This key may not be used from your address."
+
+
+class QuotaExceeded(KeywardError):
+    status = 403
+    code = "quota_exceeded"
+    default_message = "The organisation's daily request quota is used up."
+
+
+class NotFound(KeywardError):
+    status = 404
+    code = "not_found"
+    default_message = "Not found."
+
+
+class Conflict(KeywardError):
+    status = 409
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
+class KeyRevoked(KeywardError):
+    status = 409
+    code = "key_revoked"
+    default_message = "This key is revoked or expired and can no longer be changed."
+
+
+class RateLimited(KeywardError):
+    status = 429
+    code = "rate_limited"
+    default_message = "Too many requests."
+
+    def __init__(self, message: str | None = None, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
+class Unavailable(KeywardError):
+    status = 503
+    code = "unavailable"
+    default_message = "The service is temporarily unavailable. Try again shortly."
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """Return the JSON error body of DESIGN §5."""
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "request_id": current_request_id(),
+            **extra,
+        }
+    }
+
+
+def _headers_for(status: int, code: str, *, token_presented: bool = False) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = (
+            'Bearer realm="api", error="invalid_token"' if token_presented else 'Bearer realm="api"'
+        )
+    if status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE)
+    return headers
+
+
+def error_response(exc: KeywardError, *, token_presented: bool = False) -> JsonResponse:
+    """Render a KeywardError as a plain Django JSON response (outside DRF)."""
+    response = JsonResponse(error_body(exc.code, exc.message, **exc.extra), status=exc.status)
+    for name, value in _headers_for(exc.status, exc.code, token_presented=token_presented).items():
+        response[name] = value
+    if isinstance(exc, RateLimited):
+        response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _fields_from(detail: Any) -> dict[str, list[str]]:
+    if isinstance(detail, dict):
+        return {str(k): _flatten(v) for k, v in detail.items()}
+    return {"non_field_errors": _flatten(detail)}
+
+
+def _flatten(detail: Any) -> list[str]:
+    if isinstance(detail, list):
+        out: list[str] = []
+        for item in detail:
+            out.extend(_flatten(item))
+        return out
+    if isinstance(detail, dict):
+        return [f"{k}: {m}" for k, v in detail.items() for m in _flatten(v)]
+    return [str(detail)]
+
+
+def _translate(exc: Exception) -> KeywardError | None:
+    """Map DRF's and Django's exceptions to a KeywardError, or None if unknown."""
+    if isinstance(exc, KeywardError):
+        return exc
+    if isinstance(exc, drf.ValidationError):
+        return ValidationFailed(fields=_fields_from(exc.detail))
+    if isinstance(exc, drf.ParseError | drf.UnsupportedMediaType):
+        return ValidationFailed(str(exc.detail))
+    if isinstance(exc, drf.NotAuthenticated):
+        return MissingKey()
+    if isinstance(exc, drf.AuthenticationFailed):
+        return InvalidKey()
+    if isinstance(exc, drf.Throttled):
+        return RateLimited(retry_after=int(exc.wait or 1))
+    if isinstance(exc, drf.PermissionDenied):
+        return Forbidden(str(exc.detail))
+    if isinstance(exc, drf.NotFound | Http404):
+        return NotFound()
+    if isinstance(exc, drf.MethodNotAllowed):
+        error = KeywardError(str(exc.detail))
+        error.status, error.code = 405, "method_not_allowed"
+        return error
+    if isinstance(exc, drf.NotAcceptable):
+        error = KeywardError(str(exc.detail))
+        error.status, error.code = 406, "not_acceptable"
+        return error
+    if isinstance(exc, OperationalError | InterfaceError):
+        return Unavailable()
+    if isinstance(exc, DatabaseError) and _looks_like_lost_connection(exc):
+        return Unavailable()
+    return None
+
+
+def _looks_like_lost_connection(exc: DatabaseError) -> bool:
+    text = str(exc).lower()
+    return "connection" in text or "server closed" in text or "terminating" in text
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """Render every exception raised in an API view as the JSON error shape."""
+    error = _translate(exc)
+    if error is None:
+        logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+        error = KeywardError("Something went wrong on our side. The request id helps us find it.")
+        error.status, error.code = 500, "internal_error"
+    elif isinstance(error, Unavailable):
+        logger.warning("Database unavailable: %s", type(exc).__name__)
+    request = context.get("request")
+    token_presented = bool(getattr(request, "_keyward_token_presented", False))
+    headers = _headers_for(error.status, error.code, token_presented=token_presented)
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
+    return Response(
+        error_body(error.code, error.message, **error.extra),
+        status=error.status,
+        headers=headers,
+    )
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None):
+    """Answer unknown API paths with JSON; leave pages to Django's template."""
+    if _is_api(request):
+        return error_response(NotFound("No such API path."))
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest):
+    """Answer a crash with JSON on the API, never with a traceback."""
+    if _is_api(request):
+        error = KeywardError("Something went wrong on our side. The request id helps us find it.")
+        error.status, error.code = 500, "internal_error"
+        return error_response(error)
+    from django.views.defaults import server_error
+
+    return server_error(request)
+
+
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Answer any unknown path under /api/ with a JSON 404, whatever DEBUG says."""
+    return error_response(NotFound("No such API path."))

@@ -1,0 +1,21 @@
+"""Keyward's URLs: the JSON API, the probes, the admin and the pages."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from config import errors, views
+
+api_v1 = [
+    path("", include("apikeys.urls")),
+]
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("api/v1/", include(api_v1)),
+    re_path(r"^api/", errors.api_not_found),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "config.errors.handler404"
+handler500 = "config.errors.handler500"

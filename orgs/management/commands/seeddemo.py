@@ -1,0 +1,46 @@
+"""Create the demo organisation and its owner once, and print the owner's login."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from audit.actors import Actor
+from orgs.models import Organization, User
+from orgs.services import organization_create
+
+DEMO_SLUG = "demo"
+DEMO_EMAIL = "owner@demo.keyward.local"
+
+
+class Command(BaseCommand):
+    help = "Create the demo organisation with an owner who can log in (first run only)."
+
+    def handle(self, *args, **options) -> None:
+        if Organization.objects.filter(slug=DEMO_SLUG).exists():
+            self.stdout.write(
+                f"Demo organisation '{DEMO_SLUG}' exists; log in as {DEMO_EMAIL} "
+                "with the password printed on the first run "
+                "(or set a new one: python manage.py changepassword " + DEMO_EMAIL + ")."
+            )
+            return
+        password = secrets.token_urlsafe(12)
+        with transaction.atomic():
+            user = User.objects.filter(email__iexact=DEMO_EMAIL).first()
+            if user is None:
+                user = User.objects.create_superuser(email=DEMO_EMAIL, password=password)
+            else:
+                user.set_password(password)
+                user.save(update_fields=["password"])
+            organization_create(
+                name="Demo Company", slug=DEMO_SLUG, owner=user, actor=Actor.system("seeddemo")
+            )
+        bar = "=" * 64
+        self.stdout.write(
+            f"{bar}\nDemo organisation created.\n"
+            f"  Log in at http://127.0.0.1:8000/admin/ (and /accounts/login/)\n"
+            f"  email:    {DEMO_EMAIL}\n  password: {password}\n"
+            f"This password is printed only this once.\n{bar}"
+        )

@@ -1,0 +1,157 @@
+"""People, organisations and the memberships that join them."""
+
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from audit.actors import Target
+from orgs.roles import Role, RolePolicy
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def get_by_natural_key(self, username: str) -> User:
+        return self.get(email__iexact=username)
+
+    def _create_user(self, email: str, password: str | None, **extra) -> User:
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email: str, password: str | None = None, **extra) -> User:
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(self, email: str, password: str | None = None, **extra) -> User:
+        extra["is_staff"] = True
+        extra["is_superuser"] = True
+        return self._create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person who logs in with an email address and a password."""
+
+    email = models.EmailField("email address", max_length=254, unique=True)
+    full_name = models.CharField(max_length=150, blank=True)
+    is_staff = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    EMAIL_FIELD = "email"
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="orgs_user_email_ci_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = self.__class__.objects.normalize_email(self.email).lower()
+
+    def get_full_name(self) -> str:
+        """Return the full name, or the email when there is none."""
+        return self.full_name or self.email
+
+    def get_short_name(self) -> str:
+        """Return the full name, or the email when there is none."""
+        return self.get_full_name()
+
+    @property
+    def audit_target(self) -> Target:
+        """Return how the audit log names this user."""
+        return Target("user", str(self.pk), self.email)
+
+
+class Organization(models.Model):
+    """A customer account: it owns keys and members, and sets their policy."""
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=50, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    members_can_create_keys = models.BooleanField(default=False)
+    max_key_lifetime_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    daily_request_quota = models.PositiveBigIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    default_rate_limit = models.CharField(max_length=32, null=True, blank=True)
+
+    POLICY_FIELDS = (
+        "members_can_create_keys",
+        "max_key_lifetime_days",
+        "daily_request_quota",
+        "default_rate_limit",
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_key_lifetime_days__isnull=True)
+                | models.Q(max_key_lifetime_days__gte=1),
+                name="orgs_org_lifetime_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(daily_request_quota__isnull=True)
+                | models.Q(daily_request_quota__gte=1),
+                name="orgs_org_quota_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def audit_target(self) -> Target:
+        """Return how the audit log names this organisation."""
+        return Target("organization", str(self.pk), self.slug)
+
+    def policy_for(self, role: str) -> RolePolicy:
+        """Return what a person of `role` may do here."""
+        return RolePolicy(role=role, members_can_create_keys=self.members_can_create_keys)
+
+
+class Membership(models.Model):
+    """A person's role in one organisation."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organization"], name="orgs_membership_unique"),
+            models.CheckConstraint(
+                condition=models.Q(role__in=Role.values),
+                name="orgs_membership_role_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "role"], name="orgs_member_org_role")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.organization}"
+
+    @property
+    def policy(self) -> RolePolicy:
+        """Return what this member may do in the organisation."""
+        return self.organization.policy_for(self.role)
