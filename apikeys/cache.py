@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache as default_cache
+from django.db import transaction
 
 logger = logging.getLogger("keyward.keycache")
 
@@ -58,17 +59,16 @@ def invalidate_organization(organization_id: int, cache: Any = None) -> None:
     verified_keys.drop_organization(organization_id)
 
 
-def invalidate_key(key_id: str) -> None:
-    """Invalidate the cached state of one key (through its organisation's generation)."""
-    from apikeys.models import APIKey
+def invalidate_when_committed(organization_id: int) -> None:
+    """Invalidate now and again once the caller's transaction commits.
 
-    organization_id = verified_keys.organization_of(key_id)
-    if organization_id is None:
-        organization_id = (
-            APIKey.objects.filter(pk=key_id).values_list("organization_id", flat=True).first()
-        )
-    if organization_id is not None:
-        invalidate_organization(organization_id)
+    The second bump is the one that matters: a request that loaded the old
+    row between the first bump and the commit cached it under the first
+    generation, which the second one retires. The first bump makes the
+    change visible at once to code that runs inside the same transaction.
+    """
+    invalidate_organization(organization_id)
+    transaction.on_commit(lambda: invalidate_organization(organization_id))
 
 
 @dataclass

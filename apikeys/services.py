@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apikeys import tokens, validation
-from apikeys.cache import invalidate_key
+from apikeys.cache import invalidate_when_committed
 from apikeys.models import APIKey, Status
 from audit.actors import Actor
 from audit.services import audit_record, diff
@@ -257,7 +257,7 @@ def api_key_update(*, key: APIKey, actor: Any, **fields: Any) -> APIKey:
         target=key,
         changes=changes,
     )
-    transaction.on_commit(lambda: invalidate_key(key.pk))
+    invalidate_when_committed(key.organization_id)
     return key
 
 
@@ -324,7 +324,7 @@ def api_key_rotate(*, key: APIKey, actor: Any, grace_period: Any = 0) -> tuple[A
             "replaces": {"before": None, "after": old.id},
         },
     )
-    transaction.on_commit(lambda: invalidate_key(old.pk))
+    invalidate_when_committed(old.organization_id)
     return new, token, old
 
 
@@ -342,7 +342,7 @@ def _revoke(key: APIKey, actor: Any, now, reason: str | None = None) -> None:
         target=key,
         changes=changes,
     )
-    transaction.on_commit(lambda: invalidate_key(key.pk))
+    invalidate_when_committed(key.organization_id)
 
 
 @transaction.atomic

@@ -194,6 +194,8 @@ def _translate(exc: Exception) -> KeywardError | None:
     """Map DRF's and Django's exceptions to a KeywardError, or None if unknown."""
     if isinstance(exc, KeywardError):
         return exc
+    if isinstance(getattr(exc, "keyward_error", None), KeywardError):
+        return exc.keyward_error
     if isinstance(exc, drf.ValidationError):
         return ValidationFailed(fields=_fields_from(exc.detail))
     if isinstance(exc, drf.ParseError | drf.UnsupportedMediaType):

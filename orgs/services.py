@@ -248,6 +248,6 @@ def user_deactivate(*, user: User, actor: Any) -> User:
 
 def _on_access_changed(organization: Organization) -> None:
     """Tell every process that cached key state for this organisation is stale."""
-    from apikeys.cache import invalidate_organization
+    from apikeys.cache import invalidate_when_committed
 
-    transaction.on_commit(lambda: invalidate_organization(organization.pk))
+    invalidate_when_committed(organization.pk)
