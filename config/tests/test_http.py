@@ -46,7 +46,10 @@ def test_generated_request_ids_are_unique():
 @pytest.mark.parametrize(
     ("header", "trace_id"),
     [
-        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        (
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+        ),
         ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", ""),
         ("garbage", ""),
         (None, ""),
