@@ -46,6 +46,15 @@ def _iso(value) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+class TextField(serializers.CharField):
+    """A CharField that takes only JSON strings: 5 is not a name."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictSerializer(serializers.Serializer):
     """A serializer that refuses fields it does not know."""
 
@@ -127,12 +136,12 @@ class WhoAmIApi(KeyApi):
 
 
 class KeyCreateInputSerializer(StrictSerializer):
-    name = serializers.CharField(trim_whitespace=False, allow_blank=True)
-    scopes = serializers.ListField(child=serializers.CharField(), required=False)
-    environment = serializers.CharField(required=False, default=Environment.LIVE)
+    name = TextField(trim_whitespace=False, allow_blank=True)
+    scopes = serializers.ListField(child=TextField(), required=False)
+    environment = TextField(required=False, default=Environment.LIVE)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    allowed_ips = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    rate_limit = serializers.CharField(required=False, allow_null=True, default=None)
+    allowed_ips = serializers.ListField(child=TextField(), required=False, default=list)
+    rate_limit = TextField(required=False, allow_null=True, default=None)
 
 
 class KeyListCreateApi(KeyApi):
@@ -164,11 +173,11 @@ class KeyListCreateApi(KeyApi):
 
 
 class KeyUpdateInputSerializer(StrictSerializer):
-    name = serializers.CharField(trim_whitespace=False, allow_blank=True, required=False)
-    scopes = serializers.ListField(child=serializers.CharField(), required=False)
+    name = TextField(trim_whitespace=False, allow_blank=True, required=False)
+    scopes = serializers.ListField(child=TextField(), required=False)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
-    allowed_ips = serializers.ListField(child=serializers.CharField(), required=False)
-    rate_limit = serializers.CharField(required=False, allow_null=True)
+    allowed_ips = serializers.ListField(child=TextField(), required=False)
+    rate_limit = TextField(required=False, allow_null=True)
 
 
 class KeyDetailApi(KeyApi):
