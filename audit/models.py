@@ -82,7 +82,13 @@ class AuditEvent(models.Model):
         ]
         indexes = [
             models.Index(fields=["organization", "occurred_at"], name="audit_org_time"),
-            models.Index(fields=["organization", "action", "seq"], name="audit_org_action_seq"),
+            # Pattern ops let PostgreSQL answer `action LIKE 'api_key.%'` (the API's prefix
+            # filter) from the index under any collation; `=` uses it as well.
+            models.Index(
+                fields=["organization", "action", "seq"],
+                name="audit_org_action_prefix_seq",
+                opclasses=["int8_ops", "varchar_pattern_ops", "int8_ops"],
+            ),
             models.Index(fields=["organization", "target_id", "seq"], name="audit_org_target_seq"),
             models.Index(fields=["organization", "actor_id", "seq"], name="audit_org_actor_seq"),
         ]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Subquery
 
 from audit.models import AuditCheckpoint, AuditEvent
 
@@ -35,10 +35,30 @@ def audit_events_visible(
     if target:
         events = events.filter(target_id=target)
     if since is not None:
-        events = events.filter(occurred_at__gte=since)
+        events = events.filter(seq__gte=_first_seq_at_or_after(organization, since))
     if until is not None:
-        events = events.filter(occurred_at__lt=until)
+        events = events.filter(seq__lte=_last_seq_before(organization, until))
     return events
+
+
+# occurred_at never decreases along a chain (audit_record sees to it), so a time
+# bound is exactly a seq bound. Found through the (organization, occurred_at) index,
+# it lets every page be read backward along (organization, seq), however wide or
+# old the window: filtering on occurred_at itself made PostgreSQL sort the window.
+def _first_seq_at_or_after(organization: Any, moment: datetime) -> Subquery:
+    return Subquery(
+        AuditEvent.objects.filter(organization=organization, occurred_at__gte=moment)
+        .order_by("occurred_at", "seq")
+        .values("seq")[:1]
+    )
+
+
+def _last_seq_before(organization: Any, moment: datetime) -> Subquery:
+    return Subquery(
+        AuditEvent.objects.filter(organization=organization, occurred_at__lt=moment)
+        .order_by("-occurred_at", "-seq")
+        .values("seq")[:1]
+    )
 
 
 @dataclass(frozen=True)

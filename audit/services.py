@@ -58,7 +58,9 @@ def audit_record(
     """Append one event to the organisation's chain, in the caller's transaction.
 
     The organisation row is locked first, so that concurrent writers in one
-    organisation take turns and the chain stays one unbroken line.
+    organisation take turns and the chain stays one unbroken line. Time never
+    runs backward along a chain (a clock that steps back is clamped to the last
+    event's time), so time filters can be answered with seq bounds.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of its change.")
@@ -68,16 +70,20 @@ def audit_record(
     last = (
         AuditEvent.objects.filter(organization_id=organization_id)
         .order_by("-seq")
-        .values_list("seq", "hash")
+        .values_list("seq", "hash", "occurred_at")
         .first()
     )
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, AuditEvent.GENESIS_HASH)
+    occurred_at = _now()
+    if last:
+        seq, prev_hash, occurred_at = last[0] + 1, last[1], max(occurred_at, last[2])
+    else:
+        seq, prev_hash = 1, AuditEvent.GENESIS_HASH
     who = Actor.of(actor)
     what = target if isinstance(target, Target) or target is None else target.audit_target
     context = current_context()
     event = AuditEvent(
         organization_id=organization_id,
-        occurred_at=_now(),
+        occurred_at=occurred_at,
         action=action,
         actor_type=who.type,
         actor_id=who.id,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import DatabaseError, connection, transaction
 
 from apikeys.services import api_key_create, api_key_revoke
+from audit import services
 from audit.actors import Actor, Target
 from audit.models import AppendOnlyError, AuditCheckpoint, AuditEvent
 from audit.selectors import audit_chain_verify
@@ -29,6 +31,14 @@ def test_each_event_links_to_the_one_before(org):
     assert (a.seq, b.seq) == (first_seq + 1, first_seq + 2)
     assert b.prev_hash == a.hash
     assert b.hash == b.compute_hash()
+    assert audit_chain_verify(organization=org).holds
+
+
+def test_time_never_runs_backward_along_a_chain(org, monkeypatch):
+    latest = record(org)
+    monkeypatch.setattr(services, "_now", lambda: latest.occurred_at - timedelta(minutes=5))
+    stepped_back = record(org, action="test.clock_stepped_back")
+    assert stepped_back.occurred_at == latest.occurred_at
     assert audit_chain_verify(organization=org).holds
 
 

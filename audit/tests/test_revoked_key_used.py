@@ -75,12 +75,12 @@ class BrokenCache:
         raise ConnectionError("cache is down")
 
 
-def test_without_the_cache_the_database_keeps_it_hourly(org, make_key, api, monkeypatch):
-    _key, token = revoked_key(org, make_key)
-    monkeypatch.setattr(services, "cache", BrokenCache())
+def test_without_the_cache_the_database_keeps_it_hourly(make_org, make_key, api, monkeypatch):
     earlier = timezone.now() - timedelta(minutes=61)
+    monkeypatch.setattr(services, "cache", BrokenCache())
     with monkeypatch.context() as m:
         m.setattr(services, "_now", lambda: earlier)
+        _key, token = revoked_key(make_org(), make_key)
         assert api(token).get("/api/v1/whoami").status_code == 401
     assert AuditEvent.objects.filter(action=USED).count() == 1
     # over an hour later: recorded again; then not again within the hour
