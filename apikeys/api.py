@@ -6,7 +6,6 @@ from typing import Any
 
 from django.utils import timezone
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,6 +14,7 @@ from apikeys import services
 from apikeys.models import APIKey, Environment
 from apikeys.selectors import api_keys_visible, status_filter
 from config.errors import NotFound, ValidationFailed
+from config.pagination import NewestFirstPagination
 
 
 def key_payload(key: APIKey) -> dict[str, Any]:
@@ -68,32 +68,6 @@ class StrictSerializer(serializers.Serializer):
         if not isinstance(data, dict):
             raise serializers.ValidationError({"non_field_errors": ["Send a JSON object."]})
         return super().to_internal_value(data)
-
-
-class NewestFirstPagination(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 200
-
-    def decode_cursor(self, request):
-        try:
-            return super().decode_cursor(request)
-        except Exception:
-            raise ValidationFailed.on("cursor", "This cursor is not valid.") from None
-
-    def get_page_size(self, request):
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
-            return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
-            raise ValidationFailed.on(
-                "limit", f"Give a whole number from 1 to {self.max_page_size}."
-            )
-        return int(raw)
-
-    def get_paginated_response(self, data):
-        return Response({"results": data, "next": self.get_next_link()})
 
 
 class KeyApi(APIView):

@@ -7,6 +7,7 @@ from config import errors, views
 
 api_v1 = [
     path("", include("apikeys.urls")),
+    path("", include("audit.urls")),
 ]
 
 urlpatterns = [
