@@ -58,7 +58,9 @@ def status_filter(status: str, now: datetime) -> Q:
     return conditions[status]
 
 
-def daily_usage(*, key: APIKey, days: int = 30, today: date | None = None) -> list[tuple[date, int]]:
+def daily_usage(
+    *, key: APIKey, days: int = 30, today: date | None = None
+) -> list[tuple[date, int]]:
     """Return (day, requests) for each of the last `days` UTC days, oldest first, zeros included."""
     today = today or timezone.now().date()
     first = today - timedelta(days=days - 1)
@@ -67,4 +69,6 @@ def daily_usage(*, key: APIKey, days: int = 30, today: date | None = None) -> li
             "day", "count"
         )
     )
-    return [(first + timedelta(days=i), counts.get(first + timedelta(days=i), 0)) for i in range(days)]
+    return [
+        (first + timedelta(days=i), counts.get(first + timedelta(days=i), 0)) for i in range(days)
+    ]

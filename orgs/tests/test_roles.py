@@ -3,7 +3,15 @@ from django.test import override_settings
 
 from orgs.roles import Permission, Role, RolePolicy, scope_ceiling
 
-ALL = {"keys:read", "keys:write", "members:read", "members:write", "audit:read", "usage:read", "admin"}
+ALL = {
+    "keys:read",
+    "keys:write",
+    "members:read",
+    "members:write",
+    "audit:read",
+    "usage:read",
+    "admin",
+}
 
 
 @pytest.mark.parametrize(

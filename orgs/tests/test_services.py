@@ -19,9 +19,9 @@ from orgs.services import (
 
 def actions(organization):
     return list(
-        AuditEvent.objects.filter(organization=organization).order_by("seq").values_list(
-            "action", flat=True
-        )
+        AuditEvent.objects.filter(organization=organization)
+        .order_by("seq")
+        .values_list("action", flat=True)
     )
 
 
