@@ -260,7 +260,7 @@ def _on_access_changed(organization: Organization) -> None:
     transaction.on_commit(lambda: invalidate_organization(organization.pk))
 
 
-def _free_slug(name: str) -> str:
+def free_slug(name: str) -> str:
     """Return a slug made from `name` that no organisation uses yet."""
     base = slugify(name)[:40].strip("-") or "org"
     slug, n = base, 1
@@ -293,7 +293,7 @@ def user_signup(
 ) -> tuple[User, Organization]:
     """Create a person and their first organisation, with them as its owner."""
     user = user_create(email=email, password=password)
-    slug = organization_slug or _free_slug(organization_name)
+    slug = organization_slug or free_slug(organization_name)
     organization = organization_create(name=organization_name, slug=slug, owner=user, actor=user)
     return user, organization
 
