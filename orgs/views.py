@@ -299,7 +299,7 @@ class InvitationAcceptView(View):
 
     template_name = "orgs/invitation_accept.html"
 
-    def render_page(self, invitation, form=None, status=200) -> HttpResponse:
+    def render_page(self, invitation, form=None, status=200, error="") -> HttpResponse:
         user = self.request.user
         existing = User.objects.filter(email__iexact=invitation.email).exists()
         context = {
@@ -309,6 +309,7 @@ class InvitationAcceptView(View):
             "wrong_person": user.is_authenticated
             and user.email.lower() != invitation.email.lower(),
             "login_url": f"{reverse('login')}?next={self.request.path}",
+            "error": error,
         }
         return no_store(render(self.request, self.template_name, context, status=status))
 
@@ -343,9 +344,9 @@ class InvitationAcceptView(View):
             )
         except KeywardError as error:
             if form is None:
-                form = InvitationSignupForm(fixed_email=invitation.email)
+                return self.render_page(invitation, status=400, error=error.message)
             show_errors(form, error)
-            return self.render_page(invitation, form if user is None else None, status=400)
+            return self.render_page(invitation, form, status=400)
         if user is None:
             login(request, membership.user, backend=AUTH_BACKEND)
         messages.success(request, f"You joined {membership.organization.name}.")
