@@ -49,17 +49,21 @@ def _nice_ceiling(value: int) -> int:
     return 10 * magnitude
 
 
-def bar_chart(points: list[tuple[date, int]], *, width: int = 720, height: int = 180) -> BarChart:
-    """Return the geometry of one bar per (day, count), oldest on the left."""
-    left, right, top, bottom = 48, 8, 10, height - 24
+def bar_chart(points: list[tuple[date, int]], *, width: int = 300, height: int = 100) -> BarChart:
+    """Return the geometry of one bar per (day, count), oldest on the left.
+
+    The SVG stretches to its box (preserveAspectRatio="none"), so the axis labels
+    live in HTML beside it and stay readable at any width.
+    """
+    left, right, top, bottom = 0, 0, 1, height - 1
     peak = _nice_ceiling(max((count for _, count in points), default=0))
     slot = (width - left - right) / max(len(points), 1)
-    gap = min(4.0, slot * 0.25)
+    gap = slot * 0.25
     bars = []
     for i, (day, count) in enumerate(points):
         bar_height = (bottom - top) * count / peak if count else 0
-        if count and bar_height < 2:
-            bar_height = 2  # a day with requests never looks like a day without
+        if count and bar_height < 1.5:
+            bar_height = 1.5  # a day with requests never looks like a day without
         bars.append(
             Bar(
                 day=day,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -22,6 +23,7 @@ from orgs.mixins import OrgPageMixin, no_store, show_errors
 from orgs.nonces import nonce_consume, nonce_issue
 from orgs.roles import Permission, RolePolicy
 
+KEYS_PER_PAGE = 50
 RESUBMITTED = (
     "That form was already used (a reload or the back button), so nothing was created. "
     "Tokens are shown only once."
@@ -74,8 +76,11 @@ class KeyListView(KeyPageMixin, TemplateView):
             keys = keys.filter(
                 status_filter(Status.ACTIVE, now) | status_filter(Status.SUPERSEDED, now)
             )
+        page = Paginator(keys.order_by("-created_at", "-id"), KEYS_PER_PAGE).get_page(
+            self.request.GET.get("page")
+        )
         rows = []
-        for key in keys.order_by("-created_at", "-id"):
+        for key in page.object_list:
             status = key.status_at(now)
             rows.append(
                 {
@@ -85,7 +90,7 @@ class KeyListView(KeyPageMixin, TemplateView):
                     "ended_at": key.revoked_at if status == Status.REVOKED else key.expires_at,
                 }
             )
-        context.update(rows=rows, show=show, now=now)
+        context.update(rows=rows, show=show, now=now, page=page)
         return context
 
 

@@ -282,3 +282,13 @@ def test_key_page_draws_thirty_days_and_lists_events(org, owner, make_key):
     assert html.count('class="bar"') == 30
     assert "42 requests" in html
     assert "api_key.created" in html
+
+
+def test_the_table_pages_by_fifty(org, owner, make_key):
+    for i in range(51):
+        make_key(org, name=f"bulk {i}")
+    client = logged_in(owner)
+    first = client.get(keys_url(org)).content.decode()
+    assert first.count("data-key-id=") == 50 and "Page 1 of 2" in first
+    second = client.get(keys_url(org) + "?show=all&page=2").content.decode()
+    assert second.count("data-key-id=") == 1

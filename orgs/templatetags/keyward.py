@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 from orgs.mixins import memberships_of
 
@@ -20,9 +22,6 @@ def ago(value):
     """Return how long ago `value` was, in words; "just now" under a minute."""
     if not value:
         return ""
-    from django.utils import timezone
-    from django.utils.timesince import timesince
-
     if (timezone.now() - value).total_seconds() < 60:
         return "just now"
     return f"{timesince(value, depth=1)} ago"

@@ -84,6 +84,24 @@ def whoami(base: str, token: str) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
+def _usage_history(org, key_id: str) -> None:
+    """Give a key some past days of requests, so the chart has something to draw."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apikeys.models import KeyUsageDay
+
+    today = timezone.now().date()
+    for days_ago in range(1, 30, 2):
+        KeyUsageDay.objects.create(
+            organization=org,
+            key_id=key_id,
+            day=today - timedelta(days=days_ago),
+            count=(days_ago * 37) % 180 + 20,
+        )
+
+
 def shoot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for label, size in (("laptop", LAPTOP), ("phone", PHONE)):
@@ -138,6 +156,10 @@ def test_owner_creates_rotates_and_revokes_a_key(live_server, new_page, org, own
     assert status == 401 and body["error"]["code"] == "invalid_key"
     assert whoami(base, token)[0] == 200  # still inside its grace hour
     shoot(page, "keys-page")
+    _usage_history(org, key_id)
+    page.goto(f"{base}/orgs/{org.slug}/settings/api-keys/{key_id}/")
+    assert page.locator("svg.chart rect.bar").count() == 30
+    shoot(page, "key-page")
 
 
 def test_invited_member_joins_and_is_refused_the_keys_page(live_server, new_page, org, owner):
@@ -161,6 +183,7 @@ def test_invited_member_joins_and_is_refused_the_keys_page(live_server, new_page
 
     page.goto(f"{base}/orgs/{org.slug}/settings/members/")
     assert page.get_by_text("newcomer@example.com").first.is_visible()
+    shoot(page, "members-page")
 
 
 def test_someone_from_another_organisation_gets_404(
