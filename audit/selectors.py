@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import QuerySet, Subquery
+from django.db.models import Q, QuerySet, Subquery
+from django.utils import timezone
 
 from audit.models import AuditCheckpoint, AuditEvent
 
@@ -110,3 +111,42 @@ def audit_chain_verify(*, organization: Any) -> ChainReport:
         expected_seq, expected_prev = event.seq + 1, event.hash
     head_seq = expected_seq - 1 if expected_seq > 1 else None
     return ChainReport(organization, checked, head_seq, expected_prev if head_seq else None)
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def events_for_page(
+    *,
+    organization: Any,
+    action: str = "",
+    actor: str = "",
+    target: str = "",
+    since: date | None = None,
+    until: date | None = None,
+) -> QuerySet[AuditEvent]:
+    """Return the events the audit page shows, newest first; `since` and `until` are whole days.
+
+    On the page `actor` may also be part of the actor's label (an email, a key name).
+    """
+    events = audit_events_visible(
+        organization=organization,
+        action=action or None,
+        target=target or None,
+        since=_day_start(since) if since else None,
+        until=_day_start(until + timedelta(days=1)) if until else None,
+    )
+    if actor:
+        events = events.filter(Q(actor_id=actor) | Q(actor_label__icontains=actor))
+    return events.order_by("-seq")
+
+
+def actions_seen(*, organization: Any) -> list[str]:
+    """Return the actions recorded in the organisation, sorted, for the filter menu."""
+    return sorted(
+        AuditEvent.objects.filter(organization=organization)
+        .order_by()
+        .values_list("action", flat=True)
+        .distinct()
+    )
