@@ -14,3 +14,7 @@ from config.settings import STORAGES
 
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+# Argon2 is deliberately slow; the suite creates hundreds of users. Production settings
+# keep Argon2 first (config/tests/test_settings.py checks it).
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
