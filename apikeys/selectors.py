@@ -72,3 +72,16 @@ def daily_usage(
     return [
         (first + timedelta(days=i), counts.get(first + timedelta(days=i), 0)) for i in range(days)
     ]
+
+
+def usage_by_key_and_day(
+    *, organization: Organization, key_ids: list[str], first: date, last: date
+) -> dict[str, dict[date, int]]:
+    """Return {key id: {day: requests}} for the keys between two UTC days, from one query."""
+    rows = KeyUsageDay.objects.filter(
+        organization=organization, key_id__in=key_ids, day__gte=first, day__lte=last
+    ).values_list("key_id", "day", "count")
+    usage: dict[str, dict[date, int]] = {}
+    for key_id, day, count in rows:
+        usage.setdefault(key_id, {})[day] = count
+    return usage
