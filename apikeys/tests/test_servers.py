@@ -143,10 +143,11 @@ def away_from_a_minute_boundary() -> None:
 
 
 def test_a_5_per_minute_key_is_refused_its_sixth_request_across_two_processes(
-    servers, org, make_key, redis_cache
+    servers, org, make_key, redis_url, redis_cache
 ):
     key, token = make_key(org, rate_limit="5/min")
-    shared = {"REDIS_URL": redis_cache._servers[0], "CACHE_KEY_PREFIX": redis_cache.key_prefix}
+    # Both servers use the test Redis under redis_cache's prefix, which it cleans up.
+    shared = {"REDIS_URL": redis_url, "CACHE_KEY_PREFIX": redis_cache.key_prefix}
     one = servers("gunicorn", KEYWARD_USAGE_FLUSH_SECONDS="1", **shared)
     two = servers("gunicorn", KEYWARD_USAGE_FLUSH_SECONDS="1", **shared)
     away_from_a_minute_boundary()
