@@ -1,7 +1,8 @@
-"""The keys API of DESIGN §5: whoami and the six key endpoints."""
+"""The keys API of DESIGN §5: whoami, the six key endpoints and usage."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -11,8 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apikeys import services
-from apikeys.models import APIKey, Environment
-from apikeys.selectors import api_keys_visible, status_filter
+from apikeys.models import APIKey, Environment, Status
+from apikeys.selectors import api_keys_visible, status_filter, usage_by_key_and_day
+from apikeys.throttling import DailyQuotaThrottle, effective_rate
 from config.errors import NotFound, ValidationFailed
 from config.pagination import NewestFirstPagination
 
@@ -196,3 +198,85 @@ class KeyRevokeApi(KeyApi):
     def post(self, request: Request, key_id: str) -> Response:
         key = services.api_key_revoke(key=self.get_key(request, key_id), actor=request.auth)
         return Response(key_payload(key))
+
+
+class UsageApi(KeyApi):
+    """Requests per key and UTC day for the last 30 days, with the quota and rate limits."""
+
+    required_scopes = ["usage:read"]
+    days = 30
+
+    def get(self, request: Request) -> Response:
+        organization = request.auth.organization
+        quota = DailyQuotaThrottle()
+        today = datetime.fromtimestamp(quota.timer(), tz=UTC).date()
+        first = today - timedelta(days=self.days - 1)
+        keys = list(self.visible_keys(request).order_by("-created_at", "-id"))
+        usage = usage_by_key_and_day(
+            organization=organization, key_ids=[k.pk for k in keys], first=first, last=today
+        )
+        day_list = [first + timedelta(days=i) for i in range(self.days)]
+        key_rows = []
+        for key in keys:
+            counts = usage.get(key.pk, {})
+            if not counts and key.status in (Status.REVOKED, Status.EXPIRED):
+                continue  # a finished key without requests in the period says nothing
+            key.organization = organization
+            key_rows.append(_key_usage(key, day_list, counts))
+        today_live = sum(
+            row["days"][-1]["requests"] for row in key_rows if row["environment"] == "live"
+        )
+        limit = organization.daily_request_quota
+        used = min(quota.used(organization), limit) if limit is not None else None
+        return Response(
+            {
+                "organization": {
+                    "id": str(organization.pk),
+                    "slug": organization.slug,
+                    "name": organization.name,
+                },
+                "time_zone": "UTC",
+                "from": first.isoformat(),
+                "to": today.isoformat(),
+                "today": {
+                    "date": today.isoformat(),
+                    "requests": sum(row["days"][-1]["requests"] for row in key_rows),
+                    "live_requests": today_live,
+                },
+                "quota": None
+                if limit is None
+                else {
+                    "daily_limit": limit,
+                    "used": used,
+                    "remaining": limit - used,
+                    "resets_at": _iso(quota.resets_at()),
+                },
+                "default_rate_limit": organization.default_rate_limit,
+                "keys": key_rows,
+            }
+        )
+
+
+def _key_usage(key: APIKey, day_list: list, counts: dict) -> dict[str, Any]:
+    found = effective_rate(key)
+    rate_limit = None
+    if found is not None:
+        rate, source = found
+        rate_limit = {
+            "rate": rate.text,
+            "limit": rate.limit,
+            "period_seconds": rate.period,
+            "source": source,
+        }
+    days = [{"date": day.isoformat(), "requests": counts.get(day, 0)} for day in day_list]
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "name": key.name,
+        "environment": key.environment,
+        "status": key.status,
+        "rate_limit": rate_limit,
+        "usage_count": key.usage_count,
+        "requests": sum(day["requests"] for day in days),
+        "days": days,
+    }

@@ -15,9 +15,11 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from apikeys import tokens
+from apikeys.abuse import InvalidKeyGuard
 from apikeys.cache import read_generation, verified_keys
 from apikeys.models import APIKey, Status
-from config.errors import ExpiredKey, InvalidKey, IpNotAllowed, KeywardError
+from apikeys.usage import usage_counter
+from config.errors import ExpiredKey, InvalidKey, IpNotAllowed, KeywardError, RateLimited
 from config.net import client_ip
 from orgs.models import Membership, Organization
 
@@ -97,6 +99,8 @@ class APIKeyAuthentication(BaseAuthentication):
     keyword = "bearer"
     realm = "api"
     cache = verified_keys
+    usage = usage_counter
+    invalid_key_guard = InvalidKeyGuard()
 
     def authenticate(self, request) -> tuple[Any, APIKey] | None:
         header = request.META.get("HTTP_AUTHORIZATION")
@@ -178,7 +182,16 @@ class APIKeyAuthentication(BaseAuthentication):
         raise APIKeyRejected(error)
 
     def on_invalid_key(self, request, error: KeywardError) -> None:
-        """Hook: a presented key was refused."""
+        """Hook: a presented key was refused; an address over the limit gets 429 (§10)."""
+        if not isinstance(error, InvalidKey):
+            return
+        target = getattr(request, "_request", request)
+        address = getattr(target, "client_ip", None) or client_ip(target)
+        wait = self.invalid_key_guard.failed(address)
+        if wait is not None:
+            raise APIKeyRejected(
+                RateLimited("Too many invalid keys from your address.", retry_after=wait)
+            )
 
     def on_revoked_key_used(self, request, key: APIKey) -> None:
         """Hook: a revoked key was presented with its correct secret."""
@@ -193,7 +206,8 @@ class APIKeyAuthentication(BaseAuthentication):
         self.cache.forget(key.pk)
 
     def _touch(self, key: APIKey, address: str | None, now: datetime) -> None:
-        """Set last_used_at on first use, then at most once a minute."""
+        """Count the request; set last_used_at on first use, then at most once a minute."""
+        self.usage.record(key.pk)
         if key.last_used_at is not None and now - key.last_used_at < LAST_USED_REFRESH:
             return
         stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_REFRESH)

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from apikeys.models import APIKey
+
 
 class KeyResponseHeadersMiddleware:
     """Copy `Deprecation`, `Sunset` and `RateLimit-*` onto the response of a key's request."""
@@ -15,6 +17,13 @@ class KeyResponseHeadersMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        for name, value in (getattr(request, "keyward_headers", None) or {}).items():
+        headers = getattr(request, "keyward_headers", None) or {}
+        key = getattr(request, "auth", None)
+        if isinstance(key, APIKey) and "RateLimit-Limit" not in headers:
+            # Refused before its throttle ran (a missing scope): show the budget, uncounted.
+            from apikeys.throttling import KeyRateThrottle
+
+            headers = {**KeyRateThrottle().current_headers(key), **headers}
+        for name, value in headers.items():
             response[name] = value
         return response

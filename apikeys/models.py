@@ -214,3 +214,30 @@ class KeyUsageDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key_id} on {self.day}: {self.count}"
+
+
+class FailedKeyAttempts(models.Model):
+    """Invalid keys presented from one client address in one minute, for operators.
+
+    Written in batches by each process, at most once per address per minute,
+    so that an attack does not turn into a database write per request.
+    """
+
+    address = models.CharField(
+        max_length=64, help_text="An IPv4 address, or the /64 network of an IPv6 one."
+    )
+    minute = models.DateTimeField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "failed key attempts"
+        verbose_name_plural = "failed key attempts"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["address", "minute"], name="apikeys_failed_address_minute"
+            ),
+        ]
+        indexes = [models.Index(fields=["minute"], name="apikeys_failed_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.address} at {self.minute:%Y-%m-%d %H:%M}: {self.count}"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Max, Q, QuerySet, Sum
 from django.utils import timezone
 
-from apikeys.models import APIKey, KeyUsageDay, Status
+from apikeys.models import APIKey, FailedKeyAttempts, KeyUsageDay, Status
 from config.errors import ValidationFailed
 from orgs.models import Membership, Organization, User
 from orgs.roles import Permission
@@ -72,3 +72,27 @@ def daily_usage(
     return [
         (first + timedelta(days=i), counts.get(first + timedelta(days=i), 0)) for i in range(days)
     ]
+
+
+def usage_by_key_and_day(
+    *, organization: Organization, key_ids: list[str], first: date, last: date
+) -> dict[str, dict[date, int]]:
+    """Return {key id: {day: requests}} for the keys between two UTC days, from one query."""
+    rows = KeyUsageDay.objects.filter(
+        organization=organization, key_id__in=key_ids, day__gte=first, day__lte=last
+    ).values_list("key_id", "day", "count")
+    usage: dict[str, dict[date, int]] = {}
+    for key_id, day, count in rows:
+        usage.setdefault(key_id, {})[day] = count
+    return usage
+
+
+def top_offenders(*, since: datetime, limit: int = 20) -> list[tuple[str, int, datetime]]:
+    """Return (address, invalid keys, last minute seen) since `since`, most attempts first."""
+    rows = (
+        FailedKeyAttempts.objects.filter(minute__gte=since)
+        .values("address")
+        .annotate(failures=Sum("count"), last_seen=Max("minute"))
+        .order_by("-failures", "address")[:limit]
+    )
+    return [(row["address"], row["failures"], row["last_seen"]) for row in rows]

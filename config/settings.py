@@ -158,6 +158,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["apikeys.permissions.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "apikeys.throttling.KeyRateThrottle",
+        "apikeys.throttling.DailyQuotaThrottle",
+    ],
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -167,6 +171,8 @@ KEYWARD_TOKEN_BRAND = env.str("KEYWARD_TOKEN_BRAND", default="kw")
 KEYWARD_PEPPER = env.str("KEYWARD_PEPPER", default="insecure-dev-only-pepper" if DEBUG else "")
 KEYWARD_PEPPER_FALLBACKS = env.list("KEYWARD_PEPPER_FALLBACKS", default=[])
 KEYWARD_TRUSTED_PROXIES = env.list("KEYWARD_TRUSTED_PROXIES", default=[])
+# Usage counts reach the database in batches this often (0: only at shutdown).
+KEYWARD_USAGE_FLUSH_SECONDS = env.float("KEYWARD_USAGE_FLUSH_SECONDS", default=2.0)
 KEYWARD_SCOPES = {
     "keys:read": "List and read the organisation's API keys.",
     "keys:write": "Create, update, rotate and revoke API keys.",

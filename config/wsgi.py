@@ -7,3 +7,8 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 application = get_wsgi_application()
+
+# A server is about to answer requests: write gathered usage when it stops.
+from apikeys.usage import install_shutdown_flush  # noqa: E402
+
+install_shutdown_flush()

@@ -1,0 +1,229 @@
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+
+from apikeys.services import api_key_update
+from apikeys.throttling import DailyQuotaThrottle, KeyRateThrottle
+from audit.actors import Actor
+from config.errors import QuotaExceeded, RateLimited
+from orgs.services import organization_update
+
+SYSTEM = Actor.system("test")
+NOON = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SpyCache:
+    """A cache that notes every use (and holds nothing)."""
+
+    def __init__(self) -> None:
+        self.used: list[str] = []
+
+    def __getattr__(self, name):
+        self.used.append(name)
+        raise ConnectionError("spy cache")
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock(NOON + 10)
+    monkeypatch.setattr(KeyRateThrottle, "timer", staticmethod(clock))
+    monkeypatch.setattr(DailyQuotaThrottle, "timer", staticmethod(clock))
+    return clock
+
+
+def whoami(client):
+    return client.get("/api/v1/whoami")
+
+
+def test_a_5_per_minute_key_gets_its_sixth_request_refused(api, org, make_key, clock):
+    key, token = make_key(org, rate_limit="5/min")
+    client = api(token)
+    for remaining in (4, 3, 2, 1, 0):
+        response = whoami(client)
+        assert response.status_code == 200
+        assert response["RateLimit-Limit"] == "5"
+        assert response["RateLimit-Remaining"] == str(remaining)
+        assert response["RateLimit-Reset"] == "50"
+    response = whoami(client)
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert response["Retry-After"] == "50"
+    assert response["RateLimit-Remaining"] == "0"
+    clock.now += 50
+    assert whoami(client).status_code == 200
+
+
+def test_the_organisation_default_applies_unless_the_key_has_its_own(api, org, make_key, clock):
+    organization_update(organization=org, actor=SYSTEM, default_rate_limit="2/s")
+    _, plain = make_key(org)
+    _, own = make_key(org, rate_limit="3/h")
+    assert [whoami(api(plain)).status_code for _ in range(3)] == [200, 200, 429]
+    responses = [whoami(api(own)) for _ in range(4)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    assert responses[0]["RateLimit-Limit"] == "3"
+    assert int(responses[-1]["Retry-After"]) == 3600 - (12 * 3600 + 10) % 3600
+
+
+def test_each_key_has_its_own_budget(api, org, make_key, clock):
+    _, first = make_key(org, rate_limit="1/min")
+    _, second = make_key(org, rate_limit="1/min")
+    assert whoami(api(first)).status_code == 200
+    assert whoami(api(second)).status_code == 200
+    assert whoami(api(first)).status_code == 429
+
+
+def test_a_key_without_a_limit_pays_nothing(api, org, make_key, monkeypatch):
+    spy = SpyCache()
+    monkeypatch.setattr(KeyRateThrottle, "cache", spy)
+    monkeypatch.setattr(DailyQuotaThrottle, "cache", spy)
+    _, token = make_key(org)
+    response = whoami(api(token))
+    assert response.status_code == 200
+    assert "RateLimit-Limit" not in response
+    assert spy.used == []
+    _, limited = make_key(org, rate_limit="5/min")
+    whoami(api(limited))
+    assert spy.used != []
+
+
+def test_a_refusal_for_a_missing_scope_shows_the_budget_without_spending_it(
+    api, org, make_key, clock
+):
+    _, token = make_key(org, scopes=["keys:read"], rate_limit="2/min")
+    client = api(token)
+    assert whoami(client)["RateLimit-Remaining"] == "1"
+    response = client.post("/api/v1/keys", {"name": "x"}, format="json")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "missing_scope"
+    assert response["RateLimit-Remaining"] == "1"
+    assert whoami(client)["RateLimit-Remaining"] == "0"
+
+
+def test_a_changed_default_holds_on_the_next_request(api, org, make_key, clock):
+    _, token = make_key(org)
+    client = api(token)
+    assert whoami(client).status_code == 200  # verified and cached without a limit
+    organization_update(organization=org, actor=SYSTEM, default_rate_limit="1/min")
+    assert whoami(client).status_code == 200
+    assert whoami(client).status_code == 429
+    organization_update(organization=org, actor=SYSTEM, default_rate_limit=None)
+    assert whoami(client).status_code == 200
+
+
+def test_a_changed_key_limit_holds_on_the_next_request(api, org, make_key, clock):
+    key, token = make_key(org, rate_limit="1/min")
+    client = api(token)
+    assert whoami(client).status_code == 200
+    assert whoami(client).status_code == 429
+    api_key_update(key=key, actor=SYSTEM, rate_limit="10/min")
+    response = whoami(client)
+    assert response.status_code == 200
+    assert response["RateLimit-Limit"] == "10"
+
+
+def test_limits_hold_across_processes_sharing_redis(org, make_key, clock, redis_cache):
+    """Two throttles on one Redis (two processes' worth) draw on one budget."""
+    key, _ = make_key(org, rate_limit="3/min")
+    one, two = KeyRateThrottle(), KeyRateThrottle()
+    one.cache = two.cache = redis_cache
+    request = SimpleNamespace(auth=key)
+    assert one.allow_request(request, None)
+    assert two.allow_request(request, None)
+    assert one.allow_request(request, None)
+    with pytest.raises(RateLimited) as refused:
+        two.allow_request(request, None)
+    assert refused.value.retry_after == 50
+    assert request.keyward_headers["RateLimit-Remaining"] == "0"
+
+
+def test_an_unreachable_cache_lets_requests_through(api, org, make_key, monkeypatch):
+    from django.core.cache.backends.redis import RedisCache
+
+    dead = RedisCache("redis://127.0.0.1:18599/0", {"OPTIONS": {"socket_connect_timeout": 0.2}})
+    monkeypatch.setattr(KeyRateThrottle, "cache", dead)
+    monkeypatch.setattr(DailyQuotaThrottle, "cache", dead)
+    org.daily_request_quota = 1
+    org.save()
+    _, token = make_key(org, rate_limit="1/min")
+    client = api(token)
+    assert [whoami(client).status_code for _ in range(3)] == [200, 200, 200]
+
+
+# Daily quota
+
+
+@pytest.fixture
+def quota_org(make_org):
+    return make_org(daily_request_quota=3)
+
+
+def test_the_quota_refuses_live_keys_once_used_up_and_lets_test_keys_through(
+    api, quota_org, make_key, clock
+):
+    _, live = make_key(quota_org)
+    _, other_live = make_key(quota_org)
+    _, test = make_key(quota_org, environment="test")
+    assert [whoami(api(live)).status_code for _ in range(2)] == [200, 200]
+    assert whoami(api(other_live)).status_code == 200
+    response = whoami(api(live))
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "quota_exceeded"
+    assert whoami(api(other_live)).status_code == 403
+    assert [whoami(api(test)).status_code for _ in range(5)] == [200] * 5
+    assert DailyQuotaThrottle().used(quota_org) == 3
+
+
+def test_the_quota_comes_back_at_midnight_utc(api, quota_org, make_key, clock):
+    _, live = make_key(quota_org)
+    assert [whoami(api(live)).status_code for _ in range(4)] == [200, 200, 200, 403]
+    clock.now = datetime(2026, 3, 2, 23, 59, 59, tzinfo=UTC).timestamp()
+    assert whoami(api(live)).status_code == 403
+    clock.now = datetime(2026, 3, 3, 0, 0, 0, tzinfo=UTC).timestamp()
+    assert whoami(api(live)).status_code == 200
+
+
+def test_refused_requests_do_not_use_up_a_raised_quota(api, quota_org, make_key, clock):
+    _, live = make_key(quota_org)
+    assert [whoami(api(live)).status_code for _ in range(6)] == [200, 200, 200, 403, 403, 403]
+    organization_update(organization=quota_org, actor=SYSTEM, daily_request_quota=4)
+    assert [whoami(api(live)).status_code for _ in range(2)] == [200, 403]
+
+
+def test_test_keys_and_organisations_without_a_quota_pay_nothing(
+    api, org, make_org, make_key, monkeypatch
+):
+    spy = SpyCache()
+    monkeypatch.setattr(DailyQuotaThrottle, "cache", spy)
+    monkeypatch.setattr(KeyRateThrottle, "cache", spy)
+    _, live = make_key(org)
+    quota_org = make_org(daily_request_quota=1)
+    _, test = make_key(quota_org, environment="test")
+    assert whoami(api(live)).status_code == 200
+    assert whoami(api(test)).status_code == 200
+    assert spy.used == []
+    _, counted = make_key(quota_org)
+    whoami(api(counted))
+    assert spy.used != []
+
+
+def test_the_quota_is_shared_through_redis(api, quota_org, make_key, clock, redis_cache):
+    one, two = DailyQuotaThrottle(), DailyQuotaThrottle()
+    one.cache = two.cache = redis_cache
+    key, _ = make_key(quota_org)
+
+    request = SimpleNamespace(auth=key)
+    assert one.allow_request(request, None)
+    assert two.allow_request(request, None)
+    assert one.allow_request(request, None)
+    with pytest.raises(QuotaExceeded):
+        two.allow_request(request, None)
+    assert one.used(quota_org) == 3

@@ -1,0 +1,278 @@
+"""Request counts per key and per UTC day, gathered cheaply and written in batches.
+
+A request costs no database write: `UsageCounter.record` adds one to a counter,
+and a background thread per process writes the counters every few seconds
+(`KEYWARD_USAGE_FLUSH_SECONDS`) with atomic increments, so no count is lost
+however many requests run at once. With Django's Redis cache the counters live
+in one Redis hash that every process adds to and any process may flush; a
+flush renames the hash away in the same transaction that reads and deletes it,
+so two processes never write the same counts. Otherwise each process keeps its
+own counters behind a lock. docs/README-usage.md says what a killed process
+can lose.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache as default_cache
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F
+
+from apikeys.counters import redis_client
+from apikeys.models import APIKey, KeyUsageDay
+
+logger = logging.getLogger("keyward.usage")
+
+# The braces are a Redis Cluster hash tag: the pending hash and its claimed copies
+# share a slot, so RENAME works there too.
+PENDING_KEY = "{keyward:usage}:pending"
+CLAIMED_TTL = 3600
+
+
+def utc_day(timestamp: float) -> date:
+    """Return the UTC calendar day of a Unix timestamp."""
+    return datetime.fromtimestamp(timestamp, tz=UTC).date()
+
+
+def _upsert_days_sql() -> str:
+    table = connection.ops.quote_name(KeyUsageDay._meta.db_table)
+    keys = connection.ops.quote_name(APIKey._meta.db_table)
+    count = connection.ops.quote_name("count")
+    # INSERT … SELECT takes the organisation from the key, and skips a key that
+    # does not exist; ON CONFLICT adds to the row in the same statement (PostgreSQL
+    # and SQLite ≥ 3.24 share this syntax), so two flushes never lose an update.
+    return (
+        f"INSERT INTO {table} (organization_id, key_id, day, {count}) "  # noqa: S608
+        f"SELECT organization_id, id, %s, %s FROM {keys} WHERE id = %s "
+        f"ON CONFLICT (key_id, day) DO UPDATE SET {count} = {table}.{count} + excluded.{count}"
+    )
+
+
+@transaction.atomic
+def api_key_usage_add(*, counts: Mapping[tuple[str, date], int]) -> None:
+    """Add request counts, keyed by (key id, UTC day), to usage_count and the daily rows."""
+    per_key: Counter[str] = Counter()
+    for (key_id, _day), amount in counts.items():
+        per_key[key_id] += amount
+    # A fixed order keeps two concurrent flushes from locking rows in opposite orders.
+    for key_id in sorted(per_key):
+        APIKey.objects.filter(pk=key_id).update(usage_count=F("usage_count") + per_key[key_id])
+    rows = [
+        (connection.ops.adapt_datefield_value(day), amount, key_id)
+        for (key_id, day), amount in sorted(counts.items())
+        if amount
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(_upsert_days_sql(), rows)
+
+
+class UsageCounter:
+    """Gather request counts per key and UTC day; write them to the database in batches."""
+
+    cache = default_cache
+    clock = staticmethod(time.time)
+    pending_key = PENDING_KEY
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, date]] = Counter()
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+
+    def record(self, key_id: str, amount: int = 1) -> None:
+        """Count `amount` requests made with the key now."""
+        flusher.ensure_started()
+        day = utc_day(self.clock())
+        client = redis_client(self.cache)
+        if client is not None:
+            try:
+                client.hincrby(self._pending_name(), f"{key_id}|{day.isoformat()}", amount)
+                return
+            except Exception:  # Redis is down: keep the count here rather than lose it
+                logger.warning("Shared cache unreachable; counting usage in this process.")
+        with self._lock:
+            self._counts[(key_id, day)] += amount
+
+    def pending(self) -> Counter[tuple[str, date]]:
+        """Return what is gathered and not yet written (this process and the shared hash)."""
+        with self._lock:
+            counts = Counter(self._counts)
+        client = redis_client(self.cache)
+        if client is not None:
+            counts.update(self._parse(client.hgetall(self._pending_name())))
+        return counts
+
+    def flush(self) -> int:
+        """Write what was gathered to the database; return how many requests that was."""
+        with self._flush_lock:
+            batch = self._take_local()
+            batch.update(self._take_shared())
+            if not batch:
+                return 0
+            try:
+                api_key_usage_add(counts=batch)
+            except Exception:
+                logger.exception("Could not write usage; keeping it for the next flush.")
+                self._give_back(batch)
+                return 0
+            return sum(batch.values())
+
+    def discard(self) -> None:
+        """Forget everything gathered in this process (tests start clean with it)."""
+        with self._lock:
+            self._counts.clear()
+
+    def _pending_name(self) -> str:
+        return self.cache.make_and_validate_key(self.pending_key)
+
+    def _take_local(self) -> Counter[tuple[str, date]]:
+        with self._lock:
+            taken, self._counts = self._counts, Counter()
+        return taken
+
+    def _take_shared(self) -> Counter[tuple[str, date]]:
+        """Claim the shared hash: rename, read and delete it in one MULTI/EXEC."""
+        client = redis_client(self.cache)
+        if client is None:
+            return Counter()
+        pending = self._pending_name()
+        claimed = f"{pending}:claimed:{uuid.uuid4().hex}"
+        pipe = client.pipeline(transaction=True)
+        pipe.rename(pending, claimed)
+        pipe.hgetall(claimed)
+        pipe.delete(claimed)
+        try:
+            renamed, fields, _deleted = pipe.execute(raise_on_error=False)
+        except Exception:
+            logger.warning("Shared cache unreachable; usage stays there until the next flush.")
+            return Counter()
+        if isinstance(renamed, Exception):  # nothing pending ("no such key")
+            return Counter()
+        return self._parse(fields)
+
+    @staticmethod
+    def _parse(fields: Mapping[Any, Any]) -> Counter[tuple[str, date]]:
+        counts: Counter[tuple[str, date]] = Counter()
+        for field, value in fields.items():
+            text = field.decode() if isinstance(field, bytes) else str(field)
+            key_id, _, day = text.partition("|")
+            try:
+                counts[(key_id, date.fromisoformat(day))] += int(value)
+            except ValueError:
+                logger.warning("Ignoring a malformed usage counter %r.", text)
+        return counts
+
+    def _give_back(self, batch: Counter[tuple[str, date]]) -> None:
+        client = redis_client(self.cache)
+        if client is not None:
+            try:
+                pipe = client.pipeline(transaction=True)
+                for (key_id, day), amount in batch.items():
+                    pipe.hincrby(self._pending_name(), f"{key_id}|{day.isoformat()}", amount)
+                pipe.execute()
+                return
+            except Exception:
+                logger.warning("Shared cache unreachable; keeping unwritten usage in this process.")
+        with self._lock:
+            self._counts.update(batch)
+
+
+class BackgroundFlusher:
+    """Run the flushes every few seconds in a daemon thread, started lazily once per process."""
+
+    def __init__(self, flushes: list[Callable[[], Any]]) -> None:
+        self.flushes = flushes
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def interval(self) -> float:
+        return float(getattr(settings, "KEYWARD_USAGE_FLUSH_SECONDS", 2.0))
+
+    def ensure_started(self) -> None:
+        """Start the thread on first use in this process (a forked worker starts its own)."""
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            if self.interval <= 0:
+                return
+            atexit.register(flush_all)
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, name="keyward-usage-flush", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.flush_now()
+            close_old_connections()
+
+    def flush_now(self) -> None:
+        """Run every flush once; log, never raise (this runs in threads and at exit)."""
+        for flush in self.flushes:
+            try:
+                flush()
+            except Exception:
+                logger.exception("A background flush failed.")
+
+    def stop(self) -> None:
+        """Stop the thread (tests); the next use in this process starts another."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        self._thread = None
+        self._pid = None
+
+
+def _flush_failed_attempts() -> None:
+    from apikeys.abuse import failed_attempts
+
+    failed_attempts.flush()
+
+
+def flush_all() -> None:
+    """Write every count this process holds or can claim, even this minute's; at shutdown."""
+    from apikeys.abuse import failed_attempts
+
+    final = BackgroundFlusher([usage_counter.flush, lambda: failed_attempts.flush(everything=True)])
+    final.flush_now()
+
+
+usage_counter = UsageCounter()
+flusher = BackgroundFlusher([usage_counter.flush, _flush_failed_attempts])
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # Unwind the main thread so that atexit runs the last flush, outside any lock.
+    raise SystemExit(128 + signum)
+
+
+def install_shutdown_flush() -> None:
+    """Flush at interpreter exit, and make SIGTERM a clean exit where nobody handles it.
+
+    Called when a server loads the WSGI application: gunicorn workers keep their
+    own SIGTERM handling (and flush in gunicorn.conf.py's worker_exit hook);
+    `runserver --noreload` gets a SIGTERM that exits through atexit.
+    """
+    atexit.register(flush_all)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
