@@ -84,6 +84,10 @@ def test_api_with_every_role_never_reaches_another_organisation(client, world, r
     assert listed.status_code == 200
     assert world["bravo_key"].id not in listed.content.decode()
     assert_no_leak(listed, world)
+    usage = client.get("/api/v1/usage", **auth)
+    assert usage.status_code == 200 or usage.json()["error"]["code"] == "missing_scope"
+    assert world["bravo_key"].id not in usage.content.decode()
+    assert_no_leak(usage, world)
     events = client.get(f"/api/v1/audit-events?target={world['bravo_key'].id}", **auth)
     if events.status_code == 200:
         assert events.json()["results"] == []
