@@ -94,7 +94,10 @@ class WhoAmIApi(KeyApi):
     required_scopes: list[str] = []
 
     def get(self, request: Request) -> Response:
-        key = request.auth
+        # Authentication may have served the key from this process's cache; usage and
+        # last use are read fresh so that they trail the batched counts by seconds only.
+        key = APIKey.objects.select_related("organization", "owner").get(pk=request.auth.pk)
+        key._effective_scopes = request.auth.effective_scopes
         organization = key.organization
         owner = key.owner if key.owner_id else None
         return Response(

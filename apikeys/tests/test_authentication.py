@@ -4,7 +4,10 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from django.urls import path
 from django.utils import timezone
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apikeys import tokens
 from apikeys.models import APIKey
@@ -178,13 +181,33 @@ def test_second_request_within_a_minute_costs_at_most_two_queries_and_no_write(
     assert writes == []
 
 
+class Ping(APIView):
+    required_scopes = ["keys:read"]
+
+    def get(self, request):
+        return Response({"ok": True})
+
+
+urlpatterns = [path("api/v1/ping", Ping.as_view())]
+
+
+@override_settings(ROOT_URLCONF=__name__)
 def test_a_warm_key_costs_no_query_at_all(client, key_and_token):
     _, token = key_and_token
     for _ in range(2):
-        whoami(client, f"Bearer {token}")
+        client.get("/api/v1/ping", HTTP_AUTHORIZATION=f"Bearer {token}")
     with CaptureQueriesContext(connection) as queries:
-        assert whoami(client, f"Bearer {token}").status_code == 200
+        response = client.get("/api/v1/ping", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
     assert len(queries) == 0
+
+
+def test_whoami_shows_usage_fresh_from_the_database(client, key_and_token):
+    key, token = key_and_token
+    for _ in range(2):
+        whoami(client, f"Bearer {token}")
+    APIKey.objects.filter(pk=key.pk).update(usage_count=41)
+    assert whoami(client, f"Bearer {token}").json()["key"]["usage_count"] == 41
 
 
 def test_last_used_is_set_on_first_use_and_refreshed_once_a_minute(client, key_and_token):
