@@ -24,6 +24,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "orgs",
     "apikeys",
     "audit",
@@ -160,6 +162,31 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "config.openapi.KeywardAutoSchema",
+}
+
+# OpenAPI 3 at /api/v1/schema, Swagger UI at /api/v1/docs/ from installed files (no CDN).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Keyward API",
+    "DESCRIPTION": (
+        "Issue, scope, rotate and revoke API keys. Send a key as "
+        "`Authorization: Bearer <key>`; never in the URL. Every error has the body "
+        "`ErrorResponse`. An operation's scopes are in its `x-required-scopes`. A path "
+        "that exists answers a method it lacks with `405 method_not_allowed`."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "KeyStatusEnum": "apikeys.models.Status",
+        "ActorTypeEnum": ["user", "api_key", "system"],
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # Keyward
