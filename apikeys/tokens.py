@@ -68,7 +68,7 @@ def token_pattern() -> re.Pattern[str]:
 @lru_cache(maxsize=4)
 def _search_re(brand_: str) -> re.Pattern[str]:
     return re.compile(
-        rf"(?<![0-9A-Za-z]){re.escape(brand_)}_(live|test)_([0-9A-Za-z]{{{KEY_ID_LENGTH}}})_"
+        rf"{re.escape(brand_)}_(live|test)_([0-9A-Za-z]{{{KEY_ID_LENGTH}}})_"
         r"[0-9A-Za-z]+"
     )
 

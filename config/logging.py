@@ -23,7 +23,7 @@ from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 from apikeys import tokens
 
 # Used only if a record is logged before settings are configured: any brand.
-_ANY_BRAND = re.compile(r"(?<![0-9A-Za-z])([a-z]{2,8})_(live|test)_([0-9A-Za-z]{12})_[0-9A-Za-z]+")
+_ANY_BRAND = re.compile(r"([a-z]{2,8})_(live|test)_([0-9A-Za-z]{12})_[0-9A-Za-z]+")
 
 
 def redact(text: str) -> str:
