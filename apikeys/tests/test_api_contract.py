@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -29,7 +31,21 @@ schema = schemathesis.openapi.from_wsgi("/api/v1/schema", application)
 
 
 @pytest.fixture
-def callers(org, make_key):
+def test_connection_kept():
+    """Keep the test's database connection across in-process requests, as Django's client does.
+
+    Schemathesis calls the WSGI application directly, whose request_finished signal
+    would return the connection (and its test transaction) to the pool.
+    """
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def callers(test_connection_kept, org, make_key):
     """Return a token per scope set, and a few other keys of the organisation to aim at."""
     tokens = {name: make_key(org, scopes=scopes)[1] for name, scopes in SCOPE_SETS.items()}
     targets = [make_key(org, scopes=["keys:read"])[0].id for _ in range(3)]
