@@ -80,7 +80,13 @@ class ThrowawayPostgres:
         return list(args)
 
     def _run(self, *args: str) -> None:
-        subprocess.run(self._as_postgres(*args), check=True, capture_output=True, timeout=120)
+        result = subprocess.run(self._as_postgres(*args), capture_output=True, timeout=120)
+        if result.returncode != 0:
+            log = self.directory / "log"
+            raise RuntimeError(
+                f"{Path(args[0]).name} failed: {result.stdout!r} {result.stderr!r}\n"
+                + (log.read_text(errors="replace") if log.exists() else "")
+            )
 
     def create(self) -> None:
         if not port_is_free(self.port):
@@ -93,11 +99,20 @@ class ThrowawayPostgres:
         createdb = str(self.bin_dir / "createdb")
         self._run(createdb, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "keyward")
 
-    def start(self) -> None:
+    def start(self, attempts: int = 20) -> None:
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
         pg_ctl = str(self.bin_dir / "pg_ctl")
         data, log = str(self.directory / "data"), str(self.directory / "log")
-        self._run(pg_ctl, "-D", data, "-o", options, "-l", log, "-w", "start")
+        for attempt in range(attempts):
+            try:
+                self._run(pg_ctl, "-D", data, "-o", options, "-l", log, "-w", "start")
+                return
+            except RuntimeError as error:
+                # 55432 lies in Linux's ephemeral range: a client socket elsewhere on
+                # the machine may hold it for a moment. Wait for it to go, and retry.
+                if "Address already in use" not in str(error) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.5)
 
     def stop(self, mode: str = "fast") -> None:
         pg_ctl = str(self.bin_dir / "pg_ctl")
