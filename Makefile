@@ -17,6 +17,12 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@ $(VENV)/.installed
 
+# The browser tests drive Debian's Chromium (Playwright cannot download its own here).
+$(VENV)/.browser: | $(BIN)/python
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium) \
+	  || echo "make: could not install chromium; browser tests will skip (or fail in CI)" >&2
+	@if command -v chromium >/dev/null 2>&1; then touch $@; fi
+
 ## run: install, migrate the SQLite database, create the demo organisation, serve.
 run: $(VENV)/.installed
 	DEBUG=1 $(BIN)/python manage.py migrate --no-input
@@ -24,7 +30,7 @@ run: $(VENV)/.installed
 	DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 ## test: install the development requirements and run every test.
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed $(VENV)/.browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

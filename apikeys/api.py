@@ -7,7 +7,6 @@ from typing import Any
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +17,7 @@ from apikeys.models import APIKey, Environment
 from apikeys.selectors import api_keys_visible, status_filter
 from config.errors import NotFound, ValidationFailed
 from config.openapi import error_response
+from config.pagination import NewestFirstPagination
 
 
 def key_payload(key: APIKey) -> dict[str, Any]:
@@ -49,6 +49,15 @@ def _iso(value) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+class TextField(serializers.CharField):
+    """A CharField that takes only JSON strings: 5 is not a name."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictSerializer(serializers.Serializer):
     """A serializer that refuses fields it does not know."""
 
@@ -64,32 +73,6 @@ class StrictSerializer(serializers.Serializer):
         if not isinstance(data, dict):
             raise serializers.ValidationError({"non_field_errors": ["Send a JSON object."]})
         return super().to_internal_value(data)
-
-
-class NewestFirstPagination(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 200
-
-    def decode_cursor(self, request):
-        try:
-            return super().decode_cursor(request)
-        except Exception:
-            raise ValidationFailed.on("cursor", "This cursor is not valid.") from None
-
-    def get_page_size(self, request):
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
-            return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
-            raise ValidationFailed.on(
-                "limit", f"Give a whole number from 1 to {self.max_page_size}."
-            )
-        return int(raw)
-
-    def get_paginated_response(self, data):
-        return Response({"results": data, "next": self.get_next_link()})
 
 
 class KeyApi(APIView):
@@ -139,12 +122,12 @@ class WhoAmIApi(KeyApi):
 
 
 class KeyCreateInputSerializer(StrictSerializer):
-    name = serializers.CharField(trim_whitespace=False, allow_blank=True)
-    scopes = serializers.ListField(child=serializers.CharField(), required=False)
-    environment = serializers.CharField(required=False, default=Environment.LIVE)
+    name = TextField(trim_whitespace=False, allow_blank=True)
+    scopes = serializers.ListField(child=TextField(), required=False)
+    environment = TextField(required=False, default=Environment.LIVE)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    allowed_ips = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    rate_limit = serializers.CharField(required=False, allow_null=True, default=None)
+    allowed_ips = serializers.ListField(child=TextField(), required=False, default=list)
+    rate_limit = TextField(required=False, allow_null=True, default=None)
 
 
 class KeyListCreateApi(KeyApi):
@@ -190,11 +173,11 @@ class KeyListCreateApi(KeyApi):
 
 
 class KeyUpdateInputSerializer(StrictSerializer):
-    name = serializers.CharField(trim_whitespace=False, allow_blank=True, required=False)
-    scopes = serializers.ListField(child=serializers.CharField(), required=False)
+    name = TextField(trim_whitespace=False, allow_blank=True, required=False)
+    scopes = serializers.ListField(child=TextField(), required=False)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
-    allowed_ips = serializers.ListField(child=serializers.CharField(), required=False)
-    rate_limit = serializers.CharField(required=False, allow_null=True)
+    allowed_ips = serializers.ListField(child=TextField(), required=False)
+    rate_limit = TextField(required=False, allow_null=True)
 
 
 class KeyDetailApi(KeyApi):

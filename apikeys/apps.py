@@ -1,4 +1,6 @@
 from django.apps import AppConfig
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 class ApikeysConfig(AppConfig):
@@ -7,3 +9,9 @@ class ApikeysConfig(AppConfig):
 
     def ready(self) -> None:
         from apikeys import checks  # noqa: F401  (registers the system checks)
+
+        if not settings.KEYWARD_PEPPER:
+            # No key could be hashed or checked: refuse to start at all, under any server.
+            raise ImproperlyConfigured(
+                "KEYWARD_PEPPER is not set. Set it in the environment (or DEBUG=1 on a laptop)."
+            )

@@ -182,6 +182,9 @@ class APIKeyAuthentication(BaseAuthentication):
 
     def on_revoked_key_used(self, request, key: APIKey) -> None:
         """Hook: a revoked key was presented with its correct secret."""
+        from audit.services import audit_revoked_key_used
+
+        audit_revoked_key_used(key=key)
 
     def _upgrade_hash(self, key: APIKey, token: str) -> None:
         new_hash = tokens.hash_token(token)

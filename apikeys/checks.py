@@ -28,20 +28,6 @@ def check_pepper(app_configs, **kwargs) -> list[Error]:
 
 
 @register()
-def check_pepper_present(app_configs, **kwargs) -> list[Error]:
-    """Refuse to start at all without a pepper: no key could be checked."""
-    if not getattr(settings, "KEYWARD_PEPPER", ""):
-        return [
-            Error(
-                "KEYWARD_PEPPER is not set; API keys cannot be hashed or checked.",
-                hint="Set KEYWARD_PEPPER in the environment (or DEBUG=1 on a laptop).",
-                id="keyward.E002",
-            )
-        ]
-    return []
-
-
-@register()
 def check_brand_and_scopes(app_configs, **kwargs) -> list[Error]:
     """Check KEYWARD_TOKEN_BRAND and the names in KEYWARD_SCOPES."""
     errors = []

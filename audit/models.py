@@ -82,7 +82,13 @@ class AuditEvent(models.Model):
         ]
         indexes = [
             models.Index(fields=["organization", "occurred_at"], name="audit_org_time"),
-            models.Index(fields=["organization", "action", "seq"], name="audit_org_action_seq"),
+            # Pattern ops let PostgreSQL answer `action LIKE 'api_key.%'` (the API's prefix
+            # filter) from the index under any collation; `=` uses it as well.
+            models.Index(
+                fields=["organization", "action", "seq"],
+                name="audit_org_action_prefix_seq",
+                opclasses=["int8_ops", "varchar_pattern_ops", "int8_ops"],
+            ),
             models.Index(fields=["organization", "target_id", "seq"], name="audit_org_target_seq"),
             models.Index(fields=["organization", "actor_id", "seq"], name="audit_org_actor_seq"),
         ]
@@ -114,3 +120,38 @@ class AuditEvent(models.Model):
     def compute_hash(self) -> str:
         """Return SHA-256 over the previous hash and this event's canonical form."""
         return hashlib.sha256(self.prev_hash.encode("ascii") + b"\n" + self.canonical()).hexdigest()
+
+
+class AuditCheckpoint(models.Model):
+    """Where an organisation's chain starts again after old events were pruned.
+
+    `seq` and `hash` are those of the last event removed: the first event kept
+    must carry `seq + 1` and `prev_hash == hash`, so verification resumes here.
+    """
+
+    organization = models.ForeignKey(
+        "orgs.Organization", on_delete=models.PROTECT, related_name="audit_checkpoints"
+    )
+    seq = models.PositiveBigIntegerField()
+    hash = models.CharField(max_length=64)
+    pruned_at = models.DateTimeField(default=timezone.now)
+    older_than = models.DateTimeField()
+    removed_count = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "seq"], name="audit_checkpoint_org_seq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"checkpoint at #{self.seq} in org {self.organization_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("Audit checkpoints cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("Audit checkpoints cannot be deleted.")

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
 from audit.actors import Actor, Target
-from audit.models import AuditEvent
+from audit.models import AuditCheckpoint, AuditEvent
 from config.context import current_context
+
+logger = logging.getLogger("keyward.audit")
+
+
+def _now() -> datetime:
+    return timezone.now()
 
 
 def _json_safe(changes: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +58,9 @@ def audit_record(
     """Append one event to the organisation's chain, in the caller's transaction.
 
     The organisation row is locked first, so that concurrent writers in one
-    organisation take turns and the chain stays one unbroken line.
+    organisation take turns and the chain stays one unbroken line. Time never
+    runs backward along a chain (a clock that steps back is clamped to the last
+    event's time), so time filters can be answered with seq bounds.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of its change.")
@@ -58,16 +70,20 @@ def audit_record(
     last = (
         AuditEvent.objects.filter(organization_id=organization_id)
         .order_by("-seq")
-        .values_list("seq", "hash")
+        .values_list("seq", "hash", "occurred_at")
         .first()
     )
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, AuditEvent.GENESIS_HASH)
+    occurred_at = _now()
+    if last:
+        seq, prev_hash, occurred_at = last[0] + 1, last[1], max(occurred_at, last[2])
+    else:
+        seq, prev_hash = 1, AuditEvent.GENESIS_HASH
     who = Actor.of(actor)
     what = target if isinstance(target, Target) or target is None else target.audit_target
     context = current_context()
     event = AuditEvent(
         organization_id=organization_id,
-        occurred_at=timezone.now(),
+        occurred_at=occurred_at,
         action=action,
         actor_type=who.type,
         actor_id=who.id,
@@ -86,3 +102,134 @@ def audit_record(
     event.hash = event.compute_hash()
     event.save()
     return event
+
+
+REVOKED_KEY_USED = "api_key.revoked_key_used"
+REVOKED_KEY_USED_INTERVAL = timedelta(hours=1)
+
+
+def _revoked_use_cache_key(key_id: str) -> str:
+    return f"keyward:audit:revoked-used:{key_id}"
+
+
+def _revoked_use_gate(key_id: str) -> bool | None:
+    """Return True for the first report of `key_id` this hour, False after, None if unknown."""
+    try:
+        return bool(
+            cache.add(
+                _revoked_use_cache_key(key_id),
+                1,
+                int(REVOKED_KEY_USED_INTERVAL.total_seconds()),
+            )
+        )
+    except Exception:  # the shared cache is down: the database decides instead
+        logger.warning("Shared cache unreachable: deciding revoked_key_used from the database.")
+        return None
+
+
+def _forget_revoked_use(key_id: str) -> None:
+    try:
+        cache.delete(_revoked_use_cache_key(key_id))
+    except Exception:
+        logger.warning("Shared cache unreachable while forgetting a revoked_key_used report.")
+
+
+def audit_revoked_key_used(*, key: Any) -> AuditEvent | None:
+    """Record that a revoked key was presented with its correct secret, at most once an hour.
+
+    The request that presented it is refused whatever happens here; a failure
+    to record is logged, never raised.
+    """
+    gate = _revoked_use_gate(key.pk)
+    if gate is False:
+        return None
+    try:
+        with transaction.atomic():
+            if gate is None:
+                _lock_organization(key.organization_id)
+                recent = AuditEvent.objects.filter(
+                    organization_id=key.organization_id,
+                    action=REVOKED_KEY_USED,
+                    target_id=key.pk,
+                    occurred_at__gte=_now() - REVOKED_KEY_USED_INTERVAL,
+                )
+                if recent.exists():
+                    return None
+            return audit_record(
+                organization_id=key.organization_id,
+                action=REVOKED_KEY_USED,
+                actor=key,
+                target=key,
+                changes={},
+            )
+    except DatabaseError:
+        logger.exception("Could not record %s for key %s.", REVOKED_KEY_USED, key.pk)
+        if gate:
+            _forget_revoked_use(key.pk)
+        return None
+
+
+def _lock_organization(organization_id: int) -> None:
+    from orgs.models import Organization
+
+    Organization.objects.select_for_update().filter(pk=organization_id).values_list("pk").get()
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What one organisation's prune removed, and where its chain now starts."""
+
+    organization_id: int
+    removed: int
+    checkpoint: AuditCheckpoint | None
+
+
+@transaction.atomic
+def audit_prune(*, organization_id: int, older_than: datetime) -> PruneResult:
+    """Remove the organisation's events from before `older_than`, keeping the chain verifiable.
+
+    A checkpoint records the seq and hash of the last event removed, so that
+    verification resumes from it. The newest event is always kept: it is the
+    chain's head, and the next event is chained to it.
+    """
+    _lock_organization(organization_id)
+    events = AuditEvent.objects.filter(organization_id=organization_id)
+    head = events.order_by("-seq").values_list("seq", flat=True).first()
+    last_old = (
+        events.filter(occurred_at__lt=older_than, seq__lt=head or 0)
+        .order_by("-seq")
+        .values_list("seq", "hash")
+        .first()
+    )
+    if last_old is None:
+        return PruneResult(organization_id, 0, None)
+    through_seq, through_hash = last_old
+    doomed = events.filter(seq__lte=through_seq)
+    using = doomed.db
+    postgres = connections[using].vendor == "postgresql"
+    with connections[using].cursor() as cursor:
+        if postgres:
+            # The append-only trigger lets a DELETE through only while this is on.
+            cursor.execute("SET LOCAL keyward.audit_prune = 'on'")
+        # The queryset refuses delete(); this service alone removes events.
+        removed = doomed._raw_delete(using)
+        if postgres:
+            cursor.execute("SET LOCAL keyward.audit_prune = 'off'")
+    checkpoint = AuditCheckpoint.objects.create(
+        organization_id=organization_id,
+        seq=through_seq,
+        hash=through_hash,
+        older_than=older_than,
+        removed_count=removed,
+    )
+    audit_record(
+        organization_id=organization_id,
+        action="audit.pruned",
+        actor=Actor.system("pruneaudit"),
+        changes={
+            "through_seq": {"before": None, "after": through_seq},
+            "removed_count": {"before": None, "after": removed},
+            "older_than": {"before": None, "after": older_than.isoformat()},
+        },
+    )
+    return PruneResult(organization_id, removed, checkpoint)

@@ -7,6 +7,7 @@ from config import errors, views
 
 api_v1 = [
     path("", include("apikeys.urls")),
+    path("", include("audit.urls")),
     path("schema", views.SchemaApi.as_view(), name="api-schema"),
     path("docs/", views.SwaggerUiPage.as_view(), name="api-docs"),
 ]
@@ -17,6 +18,10 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     re_path(r"^api/", errors.api_not_found),
     path("admin/", admin.site.urls),
+    # Pages (issue 6): getting in, then each organisation's settings.
+    path("orgs/<slug:slug>/settings/api-keys/", include("apikeys.urls_pages")),
+    path("orgs/<slug:slug>/settings/audit-log/", include("audit.urls_pages")),
+    path("", include("orgs.urls")),
 ]
 
 handler404 = "config.errors.handler404"

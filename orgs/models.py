@@ -155,3 +155,56 @@ class Membership(models.Model):
     def policy(self) -> RolePolicy:
         """Return what this member may do in the organisation."""
         return self.organization.policy_for(self.role)
+
+
+class Invitation(models.Model):
+    """An offer to join an organisation; only a hash of its one-time token is kept."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    email = models.EmailField(max_length=254)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    invited_by_label = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(role__in=Role.values),
+                name="orgs_invitation_role_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(token_hash__regex=r"^[0-9a-f]{64}$"),  # noqa: S106
+                name="orgs_invitation_hash_format",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="orgs_invite_org_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.role}) to {self.organization}"
+
+    def is_pending_at(self, now) -> bool:
+        """Return whether the invitation can still be accepted at `now`."""
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > now
+
+    @property
+    def is_pending(self) -> bool:
+        return self.is_pending_at(timezone.now())
+
+    @property
+    def audit_target(self) -> Target:
+        """Return how the audit log names the invited person (never the token)."""
+        return Target("invitation", str(self.pk), self.email)
