@@ -221,7 +221,7 @@ class KeyRotateApi(KeyApi):
         responses={201: docs.KeyRotatedOutputSerializer, 409: error_response(409)},
     )
     def post(self, request: Request, key_id: str) -> Response:
-        body = KeyRotateInputSerializer(data=request.data if request.data else {})
+        body = KeyRotateInputSerializer(data=request.data)  # no body parses as {}
         body.is_valid(raise_exception=True)
         key = self.get_key(request, key_id)
         new, token, old = services.api_key_rotate(

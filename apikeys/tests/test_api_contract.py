@@ -86,3 +86,32 @@ def test_api_conforms_to_its_schema(case, callers, scope_set):
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert_error_shape(response)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", ["null", "[]", "0", "false", '""', '"grace"'])
+def test_rotate_refuses_a_body_that_is_not_an_object(client, org, make_key, body):
+    """Found by Schemathesis: a JSON null (or any falsy body) was taken for no body."""
+    _, token = make_key(org, scopes=["keys:write"])
+    target, _ = make_key(org, scopes=["keys:read"])
+    response = client.post(
+        f"/api/v1/keys/{target.id}/rotate",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+    target.refresh_from_db()
+    assert target.replaced_by_id is None
+
+
+@pytest.mark.django_db
+def test_rotate_without_a_body_uses_the_default_grace_period(client, org, make_key):
+    _, token = make_key(org, scopes=["keys:read", "keys:write"])
+    target, _ = make_key(org, scopes=["keys:read"])
+    response = client.generic(
+        "POST", f"/api/v1/keys/{target.id}/rotate", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["previous"]["id"] == target.id
