@@ -1,8 +1,12 @@
 """Throwaway PostgreSQL clusters, Redis servers and gunicorn processes for fault tests.
 
 Each starts on its own port, in its own temporary directory, and is torn down by
-its `stop()` (or the context manager) whatever happened, so a fault test never
-touches the shared PostgreSQL on 5432 or the shared Redis on 6379.
+its `stop()` whatever happened, so a fault test never touches the shared
+PostgreSQL on 5432 or the shared Redis on 6379.
+
+Ports stay below Linux's ephemeral range (32768-60999): a port in it, such as
+55432, is now and then held by some client connection on a busy machine (a load
+test churns thousands), and PostgreSQL then cannot bind it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-HTTP_PORTS = range(18600, 18700)
+HTTP_PORTS = range(18600, 18690)
+POSTGRES_PORTS = range(18699, 18689, -1)  # the top of the range, counting down
 
 
 def port_is_free(port: int) -> bool:
@@ -32,11 +37,16 @@ def port_is_free(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def free_http_port() -> int:
-    for port in HTTP_PORTS:
+def free_port(ports: range = HTTP_PORTS) -> int:
+    for port in ports:
         if port_is_free(port):
             return port
-    raise RuntimeError("No free port in 18600-18699.")
+    raise RuntimeError(f"No free port in {ports}.")
+
+
+def postgres_port() -> int:
+    """Return KEYWARD_FAULT_PG_PORT if set, else a free port at the top of 18600-18699."""
+    return int(os.environ.get("KEYWARD_FAULT_PG_PORT") or free_port(POSTGRES_PORTS))
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:
@@ -61,7 +71,7 @@ def postgres_bin() -> Path | None:
 class ThrowawayPostgres:
     """A PostgreSQL cluster in a temporary directory, on its own port, trusting local users."""
 
-    port: int = 55432
+    port: int = field(default_factory=postgres_port)
     bin_dir: Path | None = field(default_factory=postgres_bin)
     directory: Path = field(init=False)
 
@@ -108,10 +118,14 @@ class ThrowawayPostgres:
                 self._run(pg_ctl, "-D", data, "-o", options, "-l", log, "-w", "start")
                 return
             except RuntimeError as error:
-                # 55432 lies in Linux's ephemeral range: a client socket elsewhere on
-                # the machine may hold it for a moment. Wait for it to go, and retry.
-                if "Address already in use" not in str(error) or attempt == attempts - 1:
+                # A port in the ephemeral range (KEYWARD_FAULT_PG_PORT=55432) may be
+                # held for a moment by a client socket elsewhere: wait, and retry.
+                if "Address already in use" not in str(error):
                     raise
+                if attempt == attempts - 1:
+                    holders = subprocess.run(["ss", "-tanp"], capture_output=True, text=True)
+                    held = [line for line in holders.stdout.splitlines() if f":{self.port}" in line]
+                    raise RuntimeError(f"Port {self.port} stays in use: {held}") from error
                 time.sleep(0.5)
 
     def stop(self, mode: str = "fast") -> None:
@@ -211,7 +225,7 @@ class Gunicorn:
 
     env: dict[str, str]
     workers: int = 1
-    port: int = field(default_factory=free_http_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path = field(default_factory=lambda: Path(tempfile.mkstemp(prefix="kw_sec_gu_")[1]))
 

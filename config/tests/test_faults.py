@@ -1,6 +1,6 @@
 """Faults under a running gunicorn: PostgreSQL stops and comes back; Redis dies.
 
-Each test runs its own PostgreSQL cluster (port 55432) and Redis (port 16390), never
+Each test runs its own PostgreSQL cluster (port 18690-18699) and Redis (16390), never
 the shared ones, and tears every process down whatever happens.
 """
 
