@@ -41,16 +41,20 @@ class AuditEventListOutputSerializer(serializers.Serializer):
 def _text(pattern: str | None = None) -> dict:
     schema: dict = {"type": "string", "maxLength": 64}
     if pattern:
-        schema["pattern"] = pattern
+        # The view reads an empty filter (`?actor=`) as no filter, as DRF does for
+        # query strings: the published pattern admits the empty string too.
+        schema["pattern"] = f"^(?:{pattern.removeprefix('^').removesuffix('$')})?$"
     return schema
 
 
 def list_parameters(action_re: str, id_re: str) -> list[OpenApiParameter]:
     """Return the filters of the audit-events list, with the patterns the view checks."""
-    instant = "An ISO 8601 time, or a date (its midnight UTC)."
+    instant = "An ISO 8601 time, or a date (its midnight UTC). Empty means no filter."
     return [
         OpenApiParameter(
-            "action", _text(action_re), description="An action, or a prefix ending in '.'."
+            "action",
+            _text(action_re),
+            description="An action, or a prefix ending in '.'. Empty means no filter.",
         ),
         OpenApiParameter("actor", _text(id_re), description="The actor's id."),
         OpenApiParameter("target", _text(id_re), description="The target's id."),

@@ -28,6 +28,9 @@ SCOPE_SETS = {
 # Loaded at collection: fetching the schema needs no database. (The lazy
 # `schemathesis.pytest.from_fixture` loader does not work with pytest 9.)
 schema = schemathesis.openapi.from_wsgi("/api/v1/schema", application)
+# Unknown query parameters are ignored, as most HTTP APIs do (a cache-buster breaks
+# nothing); do not count them as invalid input that must be refused.
+schema.config.generation.update(allow_extra_parameters=False)
 
 
 @pytest.fixture
