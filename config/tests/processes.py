@@ -292,3 +292,4 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        self.log_path.unlink(missing_ok=True)
