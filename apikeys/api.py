@@ -6,16 +6,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apikeys import api_docs as docs
 from apikeys import services
 from apikeys.models import APIKey, Environment, Status
 from apikeys.selectors import api_keys_visible, status_filter, usage_by_key_and_day
 from apikeys.throttling import DailyQuotaThrottle, effective_rate
 from config.errors import NotFound, ValidationFailed
+from config.openapi import error_response
 from config.pagination import NewestFirstPagination
 
 
@@ -60,6 +63,8 @@ class TextField(serializers.CharField):
 class StrictSerializer(serializers.Serializer):
     """A serializer that refuses fields it does not know."""
 
+    refuses_unknown_fields = True  # the schema says additionalProperties: false
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(self.initial_data) - set(self.fields))
         if unknown:
@@ -91,8 +96,15 @@ class KeyApi(APIView):
 
 
 class WhoAmIApi(KeyApi):
+    """Return the calling key, its effective scopes, organisation and owner."""
+
     required_scopes: list[str] = []
 
+    @extend_schema(
+        operation_id="whoami",
+        summary="The calling key, its effective scopes and organisation",
+        responses=docs.WhoAmIOutputSerializer,
+    )
     def get(self, request: Request) -> Response:
         # Authentication may have served the key from this process's cache; usage and
         # last use are read fresh so that they trail the batched counts by seconds only.
@@ -124,8 +136,16 @@ class KeyCreateInputSerializer(StrictSerializer):
 
 
 class KeyListCreateApi(KeyApi):
+    """List the organisation's keys (GET) or create one (POST)."""
+
     required_scopes_by_method = {"GET": ["keys:read"], "POST": ["keys:write"]}
 
+    @extend_schema(
+        operation_id="keys_list",
+        summary="The organisation's keys, newest first",
+        parameters=docs.KEY_LIST_PARAMETERS,
+        responses=docs.KeyListOutputSerializer,
+    )
     def get(self, request: Request) -> Response:
         keys = self.visible_keys(request).select_related("owner")
         status = request.query_params.get("status")
@@ -140,6 +160,12 @@ class KeyListCreateApi(KeyApi):
         page = paginator.paginate_queryset(keys, request, view=self)
         return paginator.get_paginated_response([key_payload(key) for key in page])
 
+    @extend_schema(
+        operation_id="keys_create",
+        summary="Create a key; the token is in this response only",
+        request=KeyCreateInputSerializer,
+        responses={201: docs.KeyCreatedOutputSerializer},
+    )
     def post(self, request: Request) -> Response:
         body = KeyCreateInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -160,11 +186,22 @@ class KeyUpdateInputSerializer(StrictSerializer):
 
 
 class KeyDetailApi(KeyApi):
+    """Read (GET) or change (PATCH) one key of the organisation."""
+
     required_scopes_by_method = {"GET": ["keys:read"], "PATCH": ["keys:write"]}
 
+    @extend_schema(
+        operation_id="keys_retrieve", summary="One key", responses=docs.KeyOutputSerializer
+    )
     def get(self, request: Request, key_id: str) -> Response:
         return Response(key_payload(self.get_key(request, key_id)))
 
+    @extend_schema(
+        operation_id="keys_update",
+        summary="Change a key's name, scopes, addresses, rate limit or expiry",
+        request=KeyUpdateInputSerializer,
+        responses={200: docs.KeyOutputSerializer, 409: error_response(409)},
+    )
     def patch(self, request: Request, key_id: str) -> Response:
         body = KeyUpdateInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -178,10 +215,18 @@ class KeyRotateInputSerializer(StrictSerializer):
 
 
 class KeyRotateApi(KeyApi):
+    """Replace a key with a new one, keeping the old one for a grace period."""
+
     required_scopes = ["keys:write"]
 
+    @extend_schema(
+        operation_id="keys_rotate",
+        summary="Replace a key; the old one works for the grace period",
+        request=KeyRotateInputSerializer,
+        responses={201: docs.KeyRotatedOutputSerializer, 409: error_response(409)},
+    )
     def post(self, request: Request, key_id: str) -> Response:
-        body = KeyRotateInputSerializer(data=request.data if request.data else {})
+        body = KeyRotateInputSerializer(data=request.data)  # no body parses as {}
         body.is_valid(raise_exception=True)
         key = self.get_key(request, key_id)
         new, token, old = services.api_key_rotate(
@@ -196,8 +241,16 @@ class KeyRotateApi(KeyApi):
 
 
 class KeyRevokeApi(KeyApi):
+    """Revoke a key at once, for every process."""
+
     required_scopes = ["keys:write"]
 
+    @extend_schema(
+        operation_id="keys_revoke",
+        summary="Revoke a key at once; revoking twice is harmless",
+        request=None,
+        responses=docs.KeyOutputSerializer,
+    )
     def post(self, request: Request, key_id: str) -> Response:
         key = services.api_key_revoke(key=self.get_key(request, key_id), actor=request.auth)
         return Response(key_payload(key))

@@ -27,7 +27,8 @@ from django.db import transaction
 logger = logging.getLogger("keyward.keycache")
 
 GENERATION_KEY = "keyward:gen:org:{}"
-# Generations live long; losing one only costs a reload, never a stale answer.
+# Generations live long; losing one only costs a reload, never a stale answer
+# (read_generation makes a fresh one, which no cached entry can match).
 GENERATION_TIMEOUT = 7 * 24 * 3600
 _UNREADABLE = object()
 
@@ -37,12 +38,40 @@ def generation_key(organization_id: int) -> str:
 
 
 def read_generation(organization_id: int, cache: Any = None) -> Any:
-    """Return the organisation's generation, None if never bumped, or _UNREADABLE."""
+    """Return the organisation's generation, making one when absent, or _UNREADABLE.
+
+    A generation is never None: when the shared cache has lost it (a restart, an
+    eviction, an expiry), the first reader makes a new one, so state cached under
+    the old one is never trusted again, even by a process that kept it through an
+    outage in which a revocation could not bump the generation.
+    """
+    cache = cache or default_cache
+    key = generation_key(organization_id)
     try:
-        return (cache or default_cache).get(generation_key(organization_id))
-    except Exception:  # the shared cache is down: trust nothing cached
+        _retry_missed_invalidations(cache)
+        generation = cache.get(key)
+        if generation is None:
+            cache.add(key, uuid.uuid4().hex, GENERATION_TIMEOUT)
+            generation = cache.get(key)
+    except Exception:  # the shared cache is down: trust nothing cached, then or later
         logger.warning("Shared cache unreachable while reading a key generation.")
+        verified_keys.clear()
         return _UNREADABLE
+    return _UNREADABLE if generation is None else generation
+
+
+# Organisations whose invalidation the shared cache missed; bumped once it answers.
+_missed_invalidations: set[int] = set()
+
+
+def _retry_missed_invalidations(cache: Any) -> None:
+    while _missed_invalidations:
+        organization_id = _missed_invalidations.pop()
+        try:
+            cache.set(generation_key(organization_id), uuid.uuid4().hex, GENERATION_TIMEOUT)
+        except Exception:
+            _missed_invalidations.add(organization_id)
+            raise
 
 
 def invalidate_organization(organization_id: int, cache: Any = None) -> None:
@@ -52,8 +81,10 @@ def invalidate_organization(organization_id: int, cache: Any = None) -> None:
             generation_key(organization_id), uuid.uuid4().hex, GENERATION_TIMEOUT
         )
     except Exception:
+        _missed_invalidations.add(organization_id)
         logger.error(
-            "Shared cache unreachable: could not invalidate cached keys of organisation %s.",
+            "Shared cache unreachable: could not invalidate cached keys of organisation %s; "
+            "retrying when it answers.",
             organization_id,
         )
     verified_keys.drop_organization(organization_id)

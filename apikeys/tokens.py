@@ -65,6 +65,24 @@ def token_pattern() -> re.Pattern[str]:
     return _token_re(brand())
 
 
+@lru_cache(maxsize=4)
+def _search_re(brand_: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"{re.escape(brand_)}_(live|test)_([0-9A-Za-z]{{{KEY_ID_LENGTH}}})_"
+        r"[0-9A-Za-z]+"
+    )
+
+
+def token_search_pattern() -> re.Pattern[str]:
+    """Return an unanchored pattern for anything in a text that starts like a token.
+
+    It matches more than whole tokens (a truncated or padded one too), so that
+    redaction errs on the side of masking; group 1 is the environment and
+    group 2 the key id. Scanners confirm a match with `looks_like_token`.
+    """
+    return _search_re(brand())
+
+
 def _random(length: int) -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(length))
 

@@ -6,10 +6,12 @@ import re
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from audit import api_docs as docs
 from audit.models import AuditEvent
 from audit.selectors import audit_events_visible
 from config.pagination import NewestFirstPagination
@@ -89,6 +91,12 @@ class AuditEventListApi(APIView):
                 raise serializers.ValidationError({"until": ["Must be later than since."]})
             return attrs
 
+    @extend_schema(
+        operation_id="audit_events_list",
+        summary="The organisation's audit events, newest first",
+        parameters=docs.list_parameters(ACTION_RE.pattern, ID_RE.pattern),
+        responses=docs.AuditEventListOutputSerializer,
+    )
     def get(self, request: Request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

@@ -1,4 +1,4 @@
-"""Middleware that every request passes: request ids, and no keys in URLs."""
+"""Middleware that every request passes: request ids, no keys in URLs, and the CSP."""
 
 from __future__ import annotations
 
@@ -79,3 +79,19 @@ class KeyInUrlMiddleware:
             if any(self.pattern.search(value) for value in values):
                 return error_response(KeyInUrl())
         return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware:
+    """Send `Content-Security-Policy` on every response that does not set its own."""
+
+    header = "Content-Security-Policy"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.policy = getattr(settings, "CONTENT_SECURITY_POLICY", "")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if self.policy and self.header not in response:
+            response[self.header] = self.policy
+        return response

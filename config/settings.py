@@ -24,6 +24,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "orgs",
     "apikeys",
     "audit",
@@ -32,6 +34,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.KeyInUrlMiddleware",
     "apikeys.middleware.KeyResponseHeadersMiddleware",
@@ -147,6 +150,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Preloading binds the whole domain to HTTPS for months in every browser: a one-way
+# choice for whoever runs the deployment (SECURE_HSTS_PRELOAD=1), not for the code.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -164,7 +170,42 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "config.openapi.KeywardAutoSchema",
 }
+
+# OpenAPI 3 at /api/v1/schema, Swagger UI at /api/v1/docs/ from installed files (no CDN).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Keyward API",
+    "DESCRIPTION": (
+        "Issue, scope, rotate and revoke API keys. Send a key as "
+        "`Authorization: Bearer <key>`; never in the URL. Every error has the body "
+        "`ErrorResponse`. An operation's scopes are in its `x-required-scopes`. A path "
+        "that exists answers a method it lacks with `405 method_not_allowed`."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "KeyStatusEnum": "apikeys.models.Status",
+        "ActorTypeEnum": ["user", "api_key", "system"],
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+}
+
+# Content-Security-Policy on every response (config.middleware): no inline script or style.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+# Error reports (DEBUG pages, mails to ADMINS) never show a credential or a token.
+DEFAULT_EXCEPTION_REPORTER = "config.logging.KeywardExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.logging.KeywardExceptionReporterFilter"
 
 # Keyward
 KEYWARD_TOKEN_BRAND = env.str("KEYWARD_TOKEN_BRAND", default="kw")
@@ -183,10 +224,28 @@ KEYWARD_SCOPES = {
     "admin": "Every scope, present and future.",
 }
 
+# Every handler carries `redact_tokens` (a test checks it): no log line can hold a key.
+# Django's own loggers are named here so that its default handlers, which lack the
+# filter, are replaced rather than kept alongside; their records reach the root's.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {
+        "redact_tokens": {"()": "config.logging.RedactTokensFilter"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]},
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false", "redact_tokens"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.db.backends": {"level": "INFO"},
+    },
 }

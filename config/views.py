@@ -1,10 +1,12 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the API's OpenAPI document and Swagger UI."""
 
 from __future__ import annotations
 
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config.errors import Unavailable, error_response
 
@@ -25,3 +27,15 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except DatabaseError:
         return error_response(Unavailable("The database is not reachable."))
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+class SchemaApi(SpectacularAPIView):
+    """The OpenAPI 3 document, as JSON unless YAML is asked for."""
+
+    renderer_classes = [OpenApiJsonRenderer, OpenApiYamlRenderer]
+
+
+class SwaggerUiPage(SpectacularSwaggerSplitView):
+    """Swagger UI from the installed sidecar files; its script is a file, never inline."""
+
+    url_name = "api-schema"

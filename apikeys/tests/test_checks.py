@@ -43,7 +43,7 @@ def test_production_refuses_to_start_without_a_pepper():
     assert "KEYWARD_PEPPER is not set" in result.stderr
 
 
-def test_check_deploy_is_clean_but_for_hsts_preload():
+def test_check_deploy_is_clean():
     relaxed_for_tests = {"SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"}
     env = {k: v for k, v in os.environ.items() if k not in relaxed_for_tests}
     env.update(
@@ -59,4 +59,5 @@ def test_check_deploy_is_clean_but_for_hsts_preload():
     )
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("?: (")]
-    assert [w.split(")")[0] for w in warnings] == ["?: (security.W021"]
+    # W021 (HSTS preload) is silenced in settings while SECURE_HSTS_PRELOAD is off.
+    assert warnings == []

@@ -1,0 +1,85 @@
+"""Serializers that document the keys API's responses; `api.key_payload` renders them.
+
+They are never used to render a response: the contract test (Schemathesis) checks
+that what `key_payload` returns matches what these describe.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers
+
+from apikeys.models import Environment, Status
+
+
+class KeyOwnerSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    email = serializers.EmailField()
+
+
+class CreatedBySerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["user", "api_key", "system"])
+    id = serializers.CharField(allow_null=True)
+    label = serializers.CharField(allow_blank=True)
+
+
+class KeyOutputSerializer(serializers.Serializer):
+    """An API key as the API shows it; it never holds the token or its hash."""
+
+    id = serializers.CharField(help_text="The key id, the public part of the token.")
+    prefix = serializers.CharField(help_text="`kw_<env>_<key_id>`, shown in lists.")
+    last4 = serializers.CharField(help_text="The token's last four characters.")
+    name = serializers.CharField()
+    environment = serializers.ChoiceField(choices=Environment.choices)
+    scopes = serializers.ListField(child=serializers.CharField())
+    status = serializers.ChoiceField(choices=Status.choices)
+    owner = KeyOwnerSerializer(allow_null=True, help_text="Null for an organisation key.")
+    created_by = CreatedBySerializer()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    replaced_by = serializers.CharField(allow_null=True, help_text="The id of its replacement.")
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    last_used_ip = serializers.IPAddressField(allow_null=True)
+    usage_count = serializers.IntegerField(min_value=0)
+    allowed_ips = serializers.ListField(child=serializers.CharField())
+    rate_limit = serializers.CharField(allow_null=True)
+
+
+class OrganizationOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    slug = serializers.CharField()
+    name = serializers.CharField()
+
+
+class WhoAmIOutputSerializer(serializers.Serializer):
+    key = KeyOutputSerializer()
+    effective_scopes = serializers.ListField(child=serializers.CharField())
+    organization = OrganizationOutputSerializer()
+    owner = KeyOwnerSerializer(allow_null=True)
+
+
+class KeyListOutputSerializer(serializers.Serializer):
+    results = KeyOutputSerializer(many=True)
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null.")
+
+
+class KeyCreatedOutputSerializer(serializers.Serializer):
+    key = KeyOutputSerializer()
+    token = serializers.CharField(help_text="The whole token. It is shown here once, never again.")
+
+
+class KeyRotatedOutputSerializer(KeyCreatedOutputSerializer):
+    previous = KeyOutputSerializer(help_text="The old key, valid until its grace period ends.")
+
+
+KEY_LIST_PARAMETERS = [
+    OpenApiParameter("status", str, enum=Status.values, description="Only keys in this status."),
+    OpenApiParameter("environment", str, enum=Environment.values, description="live or test."),
+    OpenApiParameter("cursor", str, description="The cursor from a previous page's `next`."),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": 200},
+        description="Keys per page, 1 to 200 (default 50).",
+    ),
+]

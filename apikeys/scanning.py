@@ -1,0 +1,73 @@
+"""Find Keyward tokens in files: where they are and which key, never the secret.
+
+A match must have the token's shape and a correct checksum (`tokens.looks_like_token`),
+so placeholders, truncated examples and made-up look-alikes are not reported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from apikeys import tokens
+
+SKIPPED_DIRECTORIES = {".git", ".hg", ".venv", "venv", "node_modules", "__pycache__"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    line: int
+    token: tokens.ParsedToken
+
+    @property
+    def prefix(self) -> str:
+        return self.token.prefix
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.prefix}_… (a Keyward API key)"
+
+
+def _token_length() -> int:
+    body = len(tokens.brand()) + len("_live_") + tokens.KEY_ID_LENGTH + 1
+    return body + tokens.SECRET_LENGTH + tokens.CHECKSUM_LENGTH
+
+
+def tokens_in(text: str) -> Iterator[tokens.ParsedToken]:
+    """Yield every whole token with a correct checksum in `text`."""
+    length = _token_length()
+    for match in tokens.token_search_pattern().finditer(text):
+        for candidate in {match.group(0), match.group(0)[:length]}:
+            if tokens.looks_like_token(candidate):
+                yield tokens.parse(candidate)
+                break
+
+
+def scan_file(path: Path) -> Iterator[Finding]:
+    """Yield the tokens in one file, text or binary, line by line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            for token in tokens_in(raw.decode("latin-1")):
+                yield Finding(str(path), number, token)
+
+
+def files_under(paths: Iterable[str]) -> Iterator[Path]:
+    """Yield the files named, and the files inside the directories named."""
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            for root, directories, files in os.walk(path):
+                directories[:] = sorted(d for d in directories if d not in SKIPPED_DIRECTORIES)
+                for file in sorted(files):
+                    candidate = Path(root, file)
+                    if candidate.is_file() and not candidate.is_symlink():
+                        yield candidate
+        elif path.is_file():
+            yield path
+
+
+def scan(paths: Iterable[str]) -> list[Finding]:
+    """Return every token found in `paths`."""
+    return [finding for path in files_under(paths) for finding in scan_file(path)]

@@ -1,0 +1,82 @@
+"""Keep tokens out of logs and error reports, whatever a careless line of code hands them.
+
+Three layers, each enough on its own for what it covers:
+
+- `RedactTokensFilter`, on every handler in `LOGGING`, cuts anything shaped like a
+  token down to its public prefix (`kw_live_<key_id>_…`) in the message, its
+  arguments, the traceback and the stack, so `logger.info(request.headers)` is safe;
+- `KeywardExceptionReporterFilter` hides the `Authorization` and `Cookie` headers and
+  any setting or header value that holds a token in Django's error reports;
+- `KeywardExceptionReporter` masks tokens in the whole rendered report (frame
+  variables and exception messages included) before it is shown or mailed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
+
+from apikeys import tokens
+
+# Used only if a record is logged before settings are configured: any brand.
+_ANY_BRAND = re.compile(r"([a-z]{2,8})_(live|test)_([0-9A-Za-z]{12})_[0-9A-Za-z]+")
+
+
+def redact(text: str) -> str:
+    """Return `text` with every token (or token-shaped text) cut to `<brand>_<env>_<key_id>_…`."""
+    if "_live_" not in text and "_test_" not in text:
+        return text  # the fast path: most log lines hold no token at all
+    try:
+        brand = tokens.brand()
+        pattern = tokens.token_search_pattern()
+    except ImproperlyConfigured:
+        return _ANY_BRAND.sub(lambda m: f"{m.group(1)}_{m.group(2)}_{m.group(3)}_…", text)
+    return pattern.sub(lambda m: f"{brand}_{m.group(1)}_{m.group(2)}_…", text)
+
+
+class RedactTokensFilter(logging.Filter):
+    """Mask tokens in a log record before any handler formats or writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: keep what we can, masked
+            message = f"{record.msg} {record.args!r}"
+        clean = redact(message)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+class KeywardExceptionReporterFilter(SafeExceptionReporterFilter):
+    """Hide credentials, the pepper and any token-bearing value in error reports."""
+
+    hidden_settings = re.compile(
+        "API|AUTH|COOKIE|KEY|PASS|PEPPER|SECRET|SESSION|SIGNATURE|TOKEN", flags=re.I
+    )
+
+    def cleanse_setting(self, key: Any, value: Any) -> Any:
+        cleansed = super().cleanse_setting(key, value)
+        if isinstance(cleansed, str):
+            return redact(cleansed)
+        return cleansed
+
+
+class KeywardExceptionReporter(ExceptionReporter):
+    """Django's error report, with every token in it masked (frame variables included)."""
+
+    def get_traceback_html(self) -> str:
+        return redact(super().get_traceback_html())
+
+    def get_traceback_text(self) -> str:
+        return redact(super().get_traceback_text())
