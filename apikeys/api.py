@@ -262,6 +262,11 @@ class UsageApi(KeyApi):
     required_scopes = ["usage:read"]
     days = 30
 
+    @extend_schema(
+        operation_id="usage",
+        summary="Requests per key and day for 30 days, today's total, quota and rate limits",
+        responses=docs.UsageOutputSerializer,
+    )
     def get(self, request: Request) -> Response:
         organization = request.auth.organization
         quota = DailyQuotaThrottle()

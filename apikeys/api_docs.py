@@ -83,3 +83,59 @@ KEY_LIST_PARAMETERS = [
         description="Keys per page, 1 to 200 (default 50).",
     ),
 ]
+
+
+class UsageDaySerializer(serializers.Serializer):
+    date = serializers.DateField()
+    requests = serializers.IntegerField(min_value=0)
+
+
+class RateLimitSerializer(serializers.Serializer):
+    rate = serializers.CharField(help_text="As written: `N/s`, `N/min`, `N/h` or `N/day`.")
+    limit = serializers.IntegerField(min_value=1)
+    period_seconds = serializers.IntegerField(min_value=1)
+    source = serializers.ChoiceField(choices=["key", "organization"])
+
+
+class KeyUsageSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    prefix = serializers.CharField()
+    name = serializers.CharField()
+    environment = serializers.ChoiceField(choices=Environment.choices)
+    status = serializers.ChoiceField(choices=Status.choices)
+    rate_limit = RateLimitSerializer(allow_null=True, help_text="Null without a limit.")
+    usage_count = serializers.IntegerField(min_value=0, help_text="All-time requests.")
+    requests = serializers.IntegerField(min_value=0, help_text="Requests in the period.")
+    days = UsageDaySerializer(many=True, help_text="The last 30 UTC days, oldest first.")
+
+
+class UsageTodaySerializer(serializers.Serializer):
+    date = serializers.DateField()
+    requests = serializers.IntegerField(min_value=0)
+    live_requests = serializers.IntegerField(min_value=0)
+
+
+class QuotaSerializer(serializers.Serializer):
+    daily_limit = serializers.IntegerField(min_value=1)
+    used = serializers.IntegerField(min_value=0)
+    remaining = serializers.IntegerField(min_value=0)
+    resets_at = serializers.DateTimeField()
+
+
+# "from" is a Python keyword, so the class is built with its fields named as in the JSON.
+UsageOutputSerializer = type(
+    "UsageOutputSerializer",
+    (serializers.Serializer,),
+    {
+        "__doc__": "Requests per key and UTC day, today's total, the quota and rate limits.",
+        "__module__": __name__,
+        "organization": OrganizationOutputSerializer(),
+        "time_zone": serializers.CharField(),
+        "from": serializers.DateField(help_text="The first day of the period."),
+        "to": serializers.DateField(help_text="The last day of the period (today, UTC)."),
+        "today": UsageTodaySerializer(),
+        "quota": QuotaSerializer(allow_null=True, help_text="Null when the organisation has none."),
+        "default_rate_limit": serializers.CharField(allow_null=True),
+        "keys": KeyUsageSerializer(many=True),
+    },
+)
