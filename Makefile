@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test load lint format check-deploy clean
+.PHONY: run test lint format check-deploy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,12 +35,6 @@ test: $(VENV)/.dev-installed $(VENV)/.browser
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## load: 60 s of wrk on loopback against gunicorn, PostgreSQL (kw_load) and Redis (db 15);
-## see docs/README-load.md. LOAD_ARGS="--duration 10" for a shorter run.
-load: $(VENV)/.installed
-	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk
-	$(BIN)/python bench/load.py $(LOAD_ARGS)
-
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -53,6 +47,13 @@ check-deploy: $(VENV)/.installed
 	DEBUG=0 SECRET_KEY=$$($(BIN)/python -c "import secrets;print(secrets.token_urlsafe(50))") \
 	KEYWARD_PEPPER=$$($(BIN)/python -c "import secrets;print(secrets.token_urlsafe(48))") \
 	ALLOWED_HOSTS=keyward.example.com $(BIN)/python manage.py check --deploy
+
+## load: 60 s of wrk on loopback against gunicorn, PostgreSQL (kw_load) and Redis (db 15);
+## see docs/README-load.md. LOAD_ARGS="--duration 10" for a shorter run.
+.PHONY: load
+load: $(VENV)/.installed
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk
+	$(BIN)/python bench/load.py $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles test-output
