@@ -9,7 +9,9 @@
 -- which the server echoes, so every response is matched to the key and path it
 -- was sent with and to its send time, whatever the order responses come back
 -- in on a thread's connections. From drain_at on, only GET /healthz without a
--- key is sent, so every counted request has its answer before wrk stops.
+-- key is sent, so every counted request has its answer before wrk stops; the
+-- requests built per class are counted too, to prove it (a connection has one
+-- request in flight at a time, so built minus answered is what was in flight).
 --
 -- done() prints lines starting with KWLOAD for bench/load.py to read.
 
@@ -74,15 +76,32 @@ function setup(thread)
   threads[#threads + 1] = thread
 end
 
--- Each thread's Lua state. Globals, so that done() can read them with thread:get().
-tally = {} -- "<class> <path> <label>" -> responses
-counted = {} -- key id -> responses the server should count as usage
-accepted = {} -- key id -> 2xx responses
--- "<tracked class> ok|refused <send time, Unix ms>" -> responses. Flat, like every table
--- here: wrk's thread:get() cannot copy nested tables.
-sent_times = {}
-wrong = {} -- "<class> <path> <label>" -> responses outside the entry's expected labels
-unmatched = 0
+-- Each thread's Lua state counts answers under names (the first word says what):
+--   tally <class> <path> <label>    answers
+--   wrong <class> <path> <label>    answers outside the entry's expected labels
+--   built <class> <path>            requests made
+--   counted <key id>                answers the server should count as usage
+--   accepted <key id>               2xx answers
+--   sent <class> ok|refused <ms>    answers of a tracked class, by send time
+--   unmatched                       answers without a readable X-Request-Id
+-- wrk 4.1's thread:get() pops one value too many from the thread's stack when it
+-- copies a table (script_copy_value), which corrupts memory after a few calls, so
+-- done() reads scalars only: counter number i is the globals kw_name_<i> and
+-- kw_count_<i>, and counters says how many there are.
+counters = 0
+local slots = {}
+
+local function bump(name)
+  local slot = slots[name]
+  if slot == nil then
+    counters = counters + 1
+    slot = "kw_count_" .. counters
+    slots[name] = slot
+    _G["kw_name_" .. counters] = name
+    _G[slot] = 0
+  end
+  _G[slot] = _G[slot] + 1
+end
 
 local plan, drain, sequence
 
@@ -93,13 +112,19 @@ function init(args)
   sequence = (thread_index or 0) * 7
 end
 
+local first_request = true
+
 function request()
   sequence = sequence + 1
   local sent = now_ms()
   local entry = drain
-  if sent < plan.drain_at then
+  -- wrk calls request() once in the first thread to check it and never sends that one:
+  -- each thread's first request is a key-less one, so that it cannot look lost.
+  if sent < plan.drain_at and not first_request then
     entry = plan.schedule[sequence % #plan.schedule + 1]
   end
+  first_request = false
+  bump("built " .. entry.class .. " " .. entry.path)
   local headers = { ["X-Request-Id"] = entry.index .. "." .. sent }
   if entry.token then
     headers["Authorization"] = "Bearer " .. entry.token
@@ -137,51 +162,38 @@ local function label_of(entry, status, headers, body)
   return tostring(status)
 end
 
-local function bump(counts, name)
-  counts[name] = (counts[name] or 0) + 1
-end
-
 function response(status, headers, body)
   local index, sent = (header(headers, "x-request-id") or ""):match("^(%d+)%.(%d+)$")
   local entry = index and plan.entries[tonumber(index)]
   if not entry then
-    unmatched = unmatched + 1
-    bump(tally, "unmatched - " .. status)
+    bump("unmatched")
     return
   end
   sent = tonumber(sent)
   local label = label_of(entry, status, headers, body)
   local name = entry.class .. " " .. entry.path .. " " .. label
-  bump(tally, name)
+  bump("tally " .. name)
   if not entry.expects[label] then
-    bump(wrong, name)
+    bump("wrong " .. name)
   end
   if entry.key_id and (status == 200 or status == 403 or label == "429-rate") then
-    bump(counted, entry.key_id)
+    bump("counted " .. entry.key_id)
   end
   if entry.key_id and status >= 200 and status < 300 then
-    bump(accepted, entry.key_id)
+    bump("accepted " .. entry.key_id)
   end
   if plan.tracked[entry.class] then
-    bump(sent_times, entry.class .. (status == 200 and " ok " or " refused ") .. sent)
-  end
-end
-
-local function merge_sum(into, from)
-  for key, value in pairs(from or {}) do
-    into[key] = (into[key] or 0) + value
+    bump("sent " .. entry.class .. (status == 200 and " ok " or " refused ") .. sent)
   end
 end
 
 function done(summary, latency, requests)
-  local tally, counted, accepted, wrong, sent, lost = {}, {}, {}, {}, {}, 0
+  local totals = {}
   for _, thread in ipairs(threads) do
-    merge_sum(tally, thread:get("tally"))
-    merge_sum(counted, thread:get("counted"))
-    merge_sum(accepted, thread:get("accepted"))
-    merge_sum(wrong, thread:get("wrong"))
-    merge_sum(sent, thread:get("sent_times"))
-    lost = lost + (thread:get("unmatched") or 0)
+    for i = 1, thread:get("counters") or 0 do
+      local name = thread:get("kw_name_" .. i)
+      totals[name] = (totals[name] or 0) + thread:get("kw_count_" .. i)
+    end
   end
   local e = summary.errors
   io.write(
@@ -194,25 +206,13 @@ function done(summary, latency, requests)
       e.write,
       e.timeout,
       e.status,
-      lost,
+      totals["unmatched"] or 0,
       latency:percentile(50),
       latency:percentile(99),
       latency.max
     )
   )
-  for name, count in pairs(tally) do
-    io.write(string.format("KWLOAD tally %s %d\n", name, count))
-  end
-  for name, count in pairs(wrong) do
-    io.write(string.format("KWLOAD wrong %s %d\n", name, count))
-  end
-  for key_id, count in pairs(counted) do
-    io.write(string.format("KWLOAD counted %s %d\n", key_id, count))
-  end
-  for key_id, count in pairs(accepted) do
-    io.write(string.format("KWLOAD accepted %s %d\n", key_id, count))
-  end
-  for name, count in pairs(sent) do
-    io.write(string.format("KWLOAD sent %s %d\n", name, count))
+  for name, count in pairs(totals) do
+    io.write(string.format("KWLOAD %s %d\n", name, count))
   end
 end

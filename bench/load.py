@@ -60,7 +60,10 @@ from apikeys.tests.servers import (  # noqa: E402
 PORTS = range(18800, 18900)
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/kw_load"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
-DRAIN_SECONDS = 2  # also wrk's timeout: a counted request answers before wrk stops, or fails
+# The last seconds send only GET /healthz without a key, so that every request usage counts
+# is answered before wrk stops (checked: requests built == answered, per class).
+DRAIN_SECONDS = 3
+WRK_TIMEOUT_SECONDS = 10  # an answer slower than this fails the run
 WHOAMI, KEYS = "/api/v1/whoami", "/api/v1/keys"
 # Tight enough to bite even when a busy machine serves only ~100 requests/s (the limited
 # key gets a seventh of them).
@@ -87,11 +90,16 @@ class Revocation:
     status: int = 0
     error: str = ""
 
+    @property
+    def done(self) -> bool:
+        return self.status == 200 and not self.error
+
 
 @dataclass
 class Results:
     summary: dict[str, float] = field(default_factory=dict)
     tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    built: Counter[tuple[str, str]] = field(default_factory=Counter)  # requests made
     wrong: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     counted: Counter[str] = field(default_factory=Counter)  # 200, 403, 429-rate per key id
     accepted: Counter[str] = field(default_factory=Counter)  # 2xx per key id
@@ -254,6 +262,8 @@ def parse_wrk(output: str) -> Results:
         if kind == "summary":
             names = "requests duration_us connect read write timeout non2xx unmatched p50 p99 max"
             results.summary = dict(zip(names.split(), map(float, fields[2:]), strict=True))
+        elif kind == "built":
+            results.built[(fields[2], fields[3])] += int(fields[4])
         elif kind in ("tally", "wrong"):
             getattr(results, kind)[tuple(fields[2:5])] += int(fields[5])
         elif kind in ("counted", "accepted"):
@@ -274,7 +284,7 @@ def run_wrk(url: str, args: argparse.Namespace, plan: Path) -> subprocess.Popen:
         f"-t{threads}",
         f"-c{args.connections}",
         f"-d{args.duration}s",
-        f"--timeout={DRAIN_SECONDS}s",
+        f"--timeout={WRK_TIMEOUT_SECONDS}s",
         "-s",
         str(BASE_DIR / "bench" / "load.lua"),
         url,
@@ -285,6 +295,7 @@ def run_wrk(url: str, args: argparse.Namespace, plan: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        errors="replace",
         start_new_session=True,
     )
 
@@ -305,14 +316,26 @@ class Outcome:
     tokens: list[str]
 
 
-def fives(results: Results) -> int:
-    return sum(n for (_, _, label), n in results.tally.items() if label[:1] == "5")
+def fives(results: Results, revocation: Revocation) -> int:
+    """Return the 5xx answers, wrk's and the revoke's."""
+    own = 1 if revocation.status >= 500 else 0
+    return own + sum(n for (_, _, label), n in results.tally.items() if label[:1] == "5")
+
+
+def unanswered(results: Results) -> Counter[tuple[str, str]]:
+    """Return the requests built but not answered, per class and path (in flight at the end)."""
+    answered: Counter[tuple[str, str]] = Counter()
+    for (cls, path, _label), n in results.tally.items():
+        answered[(cls, path)] += n
+    return Counter({name: n - answered[name] for name, n in results.built.items()})
 
 
 def revocation_verdicts(results: Results, revocation: Revocation) -> tuple[int, int, int]:
     """Return the revoked key's 200s sent after the revoke returned, its refusals sent
     before the revoke was sent (both wrong), and its requests sent after the revoke returned."""
     ok, refused = results.sent["ok"], results.sent["refused"]
+    if not revocation.done:  # the key stayed valid: every refusal was wrong
+        return 0, len(refused), 0
     late_ok = sum(1 for sent in ok if sent >= revocation.returned_ms)
     early_refused = sum(1 for sent in refused if sent < revocation.sent_ms)
     after = late_ok + sum(1 for sent in refused if sent >= revocation.returned_ms)
@@ -328,14 +351,14 @@ def check(outcome: Outcome) -> list[str]:
     """Return every failure of the run, in words."""
     results, revocation = outcome.results, outcome.revocation
     failures = []
-    if fives(results):
-        failures.append(f"{fives(results)} answers were 5xx")
+    if fives(results, revocation):
+        failures.append(f"{fives(results, revocation)} answers were 5xx")
     for (cls, path, label), n in sorted(results.wrong.items()):
         failures.append(f"wrong answer: {cls} {path} got {label} {n} times")
     for name in ("connect", "read", "write", "timeout", "unmatched"):
         if results.summary[name]:
             failures.append(f"wrk saw {results.summary[name]:.0f} socket {name} errors")
-    if revocation.error or revocation.status != 200:
+    if not revocation.done:
         failures.append(f"revoke mid-run answered {revocation.status} {revocation.error}")
     late_ok, early_refused, after = revocation_verdicts(results, revocation)
     if late_ok:
@@ -346,8 +369,13 @@ def check(outcome: Outcome) -> list[str]:
         failures.append(
             f"the key revoked mid-run was refused {early_refused} times before its revoke was sent"
         )
-    if not after:
+    if revocation.done and not after:
         failures.append("no request of the key revoked mid-run was sent after its revoke returned")
+    for (cls, path), count in sorted(unanswered(results).items()):
+        if cls != "drain" and count:
+            failures.append(
+                f"{count} requests of {cls} {path} were not answered before wrk stopped"
+            )
     if not any(c == "limited" and lb == "429-rate" for c, _, lb in results.tally):
         failures.append("the limited key was never rate-limited")
     for key_id, name in outcome.names.items():
@@ -385,12 +413,17 @@ def report(outcome: Outcome, args: argparse.Namespace, workers: int) -> None:
         f"\nKeyward load run: {args.duration} s, {args.connections} connections, "
         f"gunicorn {workers} sync workers, PostgreSQL + Redis, loopback"
     )
+    in_flight = unanswered(results)
     print(
-        f"requests answered: {s['requests']:.0f} (wrk counts answered requests; "
-        f"{s['timeout']:.0f} timed out)"
+        f"requests made: {sum(results.built.values())}, answered: {s['requests']:.0f}; "
+        f"unanswered when wrk stopped: {sum(in_flight.values())}, "
+        f"all GET /healthz: {in_flight[('drain', '/healthz')] == sum(in_flight.values())}"
     )
     print(f"  API mix: {api:.0f} in the first {api_seconds} s = {api / api_seconds:.0f} requests/s")
-    print(f"  GET /healthz without a key in the last {DRAIN_SECONDS} s (drain): {drained}")
+    print(
+        f"  GET /healthz without a key: {drained} (the last {DRAIN_SECONDS} s, "
+        "and each wrk thread's first request)"
+    )
     print(
         f"latency over all answers: p50 {s['p50'] / 1000:.1f} ms, p99 {s['p99'] / 1000:.1f} ms, "
         f"max {s['max'] / 1000:.1f} ms"
@@ -402,7 +435,7 @@ def report(outcome: Outcome, args: argparse.Namespace, workers: int) -> None:
     for name in sorted(per_class):
         labels = ", ".join(f"{label}: {n}" for label, n in sorted(per_class[name].items()))
         print(f"  {name:<28} {labels}")
-    print(f"\n5xx seen: {fives(results)}")
+    print(f"\n5xx seen: {fives(results, revocation)}")
     print(f"wrong answers: {wrong_answers(results, revocation)}")
     print(
         f"socket errors: connect {s['connect']:.0f}, read {s['read']:.0f}, "
@@ -441,6 +474,16 @@ def report(outcome: Outcome, args: argparse.Namespace, workers: int) -> None:
         f"  2xx {sum(outcome.accepted.values()):>6}"
     )
     print(f"pending in Redis after the shutdown: {outcome.pending}")
+
+
+def print_log_excerpt(log_text: str, lines: int = 40) -> None:
+    """Print the end of the server log, without Django's one-line 4xx notes, tokens masked."""
+    routine = re.compile(r"^(Unauthorized|Forbidden|Too Many Requests): /")
+    token = re.compile(r"kw_(live|test)_[0-9A-Za-z_]+")
+    kept = [line for line in log_text.splitlines() if not routine.match(line)]
+    print(f"\nserver log, last {lines} lines other than 4xx notes:")
+    for line in kept[-lines:]:
+        print("  " + token.sub("kw_…", line))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -493,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         revocation = Revocation(key_id=victim)
         started = time.monotonic()
         wrk = run_wrk(f"http://127.0.0.1:{port}/", args, plan)
-        revoker = revoke_later(server, revocation, control, started + args.duration / 2)
+        halfway = (args.duration - DRAIN_SECONDS) / 2
+        revoker = revoke_later(server, revocation, control, started + halfway)
         output, _ = wrk.communicate(timeout=args.duration + 60)
         revoker.join(timeout=60)
         if wrk.returncode != 0:
@@ -525,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\nFAILED:")
             for failure in failures:
                 print(f"  - {failure}")
+            print_log_excerpt(outcome.log_text)
             return 1
         print("\nOK: no 5xx, no wrong answer, every usage_count equals its counted answers.")
         return 0
