@@ -48,5 +48,12 @@ check-deploy: $(VENV)/.installed
 	KEYWARD_PEPPER=$$($(BIN)/python -c "import secrets;print(secrets.token_urlsafe(48))") \
 	ALLOWED_HOSTS=keyward.example.com $(BIN)/python manage.py check --deploy
 
+## load: 60 s of wrk on loopback against gunicorn, PostgreSQL (kw_load) and Redis (db 15);
+## see docs/README-load.md. LOAD_ARGS="--duration 10" for a shorter run.
+.PHONY: load
+load: $(VENV)/.installed
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk
+	$(BIN)/python bench/load.py $(LOAD_ARGS)
+
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles test-output

@@ -32,6 +32,7 @@ from django.db.models import F
 
 from apikeys.counters import redis_client
 from apikeys.models import APIKey, KeyUsageDay
+from orgs.models import Organization
 
 logger = logging.getLogger("keyward.usage")
 
@@ -66,6 +67,18 @@ def api_key_usage_add(*, counts: Mapping[tuple[str, date], int]) -> None:
     per_key: Counter[str] = Counter()
     for (key_id, _day), amount in counts.items():
         per_key[key_id] += amount
+    # The organisations first, as every write in an organisation does (organization_lock):
+    # the daily rows' foreign key makes PostgreSQL lock the organisation at COMMIT, and
+    # taken then, while this holds key rows, it deadlocks with a service that holds the
+    # organisation and waits for one of those keys (api_key_revoke). FOR NO KEY UPDATE
+    # waits for organization_lock's FOR UPDATE, not for other writers' foreign keys.
+    organization_ids = APIKey.objects.filter(pk__in=per_key).values("organization_id")
+    list(
+        Organization.objects.filter(pk__in=organization_ids)
+        .order_by("pk")
+        .select_for_update(no_key=True)
+        .values_list("pk", flat=True)
+    )
     # A fixed order keeps two concurrent flushes from locking rows in opposite orders.
     for key_id in sorted(per_key):
         APIKey.objects.filter(pk=key_id).update(usage_count=F("usage_count") + per_key[key_id])

@@ -7,28 +7,24 @@ tests run on PostgreSQL only.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from apikeys.models import APIKey
+from apikeys.tests.servers import (
+    ServerFailed,
+    free_port,
+    gunicorn_command,
+    runserver_command,
+    start_server,
+)
 from conftest import on_postgres
 
 pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
 
-BASE_DIR = Path(settings.BASE_DIR)
 PORTS = range(18500, 18600)
 
 
@@ -38,51 +34,19 @@ def _postgres_only():
         pytest.skip("server processes need a database they can share: run on PostgreSQL")
 
 
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18500-18599")
-
-
 def database_url() -> str:
     db = connection.settings_dict
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-class Server:
-    def __init__(self, process: subprocess.Popen, port: int, log: Path) -> None:
-        self.process, self.port, self.log = process, port, log
-
-    def get(self, path: str, token: str) -> tuple[int, dict, dict]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", headers={"Authorization": f"Bearer {token}"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                return response.status, dict(response.headers), json.load(response)
-        except urllib.error.HTTPError as error:
-            return error.code, dict(error.headers), json.load(error)
-
-    def stop(self) -> int:
-        """Stop gracefully (SIGTERM) and return the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-
 @pytest.fixture
 def servers(tmp_path):
     """Return a function starting a server process; every one is killed at the end."""
-    started: list[Server] = []
+    started = []
 
-    def start(kind: str, **env_overrides: str) -> Server:
-        port = free_port()
+    def start(kind: str, **env_overrides: str):
+        port = free_port(PORTS)
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CACHE_URL")}
         env.update(
             DJANGO_SETTINGS_MODULE="config.settings_test",
@@ -91,48 +55,17 @@ def servers(tmp_path):
             PYTHONUNBUFFERED="1",
             **env_overrides,
         )
-        if kind == "gunicorn":
-            command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
-            command += [
-                "-b",
-                f"127.0.0.1:{port}",
-                "-w",
-                "1",
-                "--graceful-timeout",
-                "20",
-                "--no-control-socket",
-            ]
-        else:
-            command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
-        log = tmp_path / f"{kind}-{port}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                command,
-                cwd=BASE_DIR,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = Server(process, port, log)
+        command = gunicorn_command(port) if kind == "gunicorn" else runserver_command(port)
+        try:
+            server = start_server(command, port=port, env=env, log=tmp_path / f"{kind}-{port}.log")
+        except ServerFailed as failure:
+            pytest.fail(str(failure))
         started.append(server)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"{kind} exited at start:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    return server
-            except OSError:
-                time.sleep(0.2)
-        pytest.fail(f"{kind} did not answer on port {port}:\n{log.read_text()}")
+        return server
 
     yield start
     for server in started:
-        if server.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait(timeout=10)
+        server.kill()
 
 
 def away_from_a_minute_boundary() -> None:
