@@ -18,10 +18,14 @@ import logging
 import threading
 import time
 import uuid
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache as default_cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 
 logger = logging.getLogger("keyward.keycache")
@@ -36,10 +40,38 @@ def generation_key(organization_id: int) -> str:
     return GENERATION_KEY.format(organization_id)
 
 
+_readers: weakref.WeakKeyDictionary[Any, Callable[[str], Any]] = weakref.WeakKeyDictionary()
+
+
+def _reader(cache: Any) -> Callable[[str], Any]:
+    """Return the fastest safe `get` for the cache that holds generations.
+
+    Django's Redis backend builds a new redis-py client (a few hundred dict
+    writes) on every call, which costs more than the round trip itself; every
+    request reads a generation, so keep one client per process. It talks to the
+    first server, where every bump is written: a replica may lag behind a bump.
+    """
+    backend = caches["default"] if cache is None or cache is default_cache else cache
+    reader = _readers.get(backend)
+    if reader is None:
+        if isinstance(backend, RedisCache):
+            client = backend._cache.get_client(write=True)
+            loads = backend._cache._serializer.loads
+
+            def reader(key: str) -> Any:
+                raw = client.get(backend.make_key(key))
+                return None if raw is None else loads(raw)
+
+        else:
+            reader = backend.get
+        _readers[backend] = reader
+    return reader
+
+
 def read_generation(organization_id: int, cache: Any = None) -> Any:
     """Return the organisation's generation, None if never bumped, or _UNREADABLE."""
     try:
-        return (cache or default_cache).get(generation_key(organization_id))
+        return _reader(cache)(generation_key(organization_id))
     except Exception:  # the shared cache is down: trust nothing cached
         logger.warning("Shared cache unreachable while reading a key generation.")
         return _UNREADABLE
