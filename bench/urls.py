@@ -1,0 +1,17 @@
+"""Keyward's URLs plus the bench views under /bench/."""
+
+from django.urls import path
+
+from bench import views
+from config.urls import handler404, handler500  # noqa: F401
+from config.urls import urlpatterns as keyward_urlpatterns
+
+urlpatterns = [
+    path("bench/none", views.NoAuthView.as_view()),
+    path("bench/keyward", views.KeywardView.as_view()),
+    path("bench/keyward-limited", views.KeywardView.as_view()),
+    path("bench/scope/<str:scope>", views.KeywardScopeView.as_view()),
+    path("bench/drf-token", views.DrfTokenView.as_view()),
+    path("bench/drf-api-key", views.DrfApiKeyView.as_view()),
+    *keyward_urlpatterns,
+]
