@@ -43,6 +43,10 @@ def generation_key(organization_id: int) -> str:
 _readers: weakref.WeakKeyDictionary[Any, Callable[[str], Any]] = weakref.WeakKeyDictionary()
 
 
+def _backend(cache: Any) -> Any:
+    return caches["default"] if cache is None or cache is default_cache else cache
+
+
 def _reader(cache: Any) -> Callable[[str], Any]:
     """Return the fastest safe `get` for the cache that holds generations.
 
@@ -51,7 +55,7 @@ def _reader(cache: Any) -> Callable[[str], Any]:
     request reads a generation, so keep one client per process. It talks to the
     first server, where every bump is written: a replica may lag behind a bump.
     """
-    backend = caches["default"] if cache is None or cache is default_cache else cache
+    backend = _backend(cache)
     reader = _readers.get(backend)
     if reader is None:
         if isinstance(backend, RedisCache):
@@ -69,9 +73,21 @@ def _reader(cache: Any) -> Callable[[str], Any]:
 
 
 def read_generation(organization_id: int, cache: Any = None) -> Any:
-    """Return the organisation's generation, None if never bumped, or _UNREADABLE."""
+    """Return the organisation's generation, or _UNREADABLE.
+
+    A missing generation is replaced by a new random one before it is used:
+    Redis can lose a key (eviction, a flush, a restart without persistence),
+    and "missing" must never match an entry cached while it was missing
+    before a bump, or a key revoked in between would authenticate again.
+    """
+    key = generation_key(organization_id)
     try:
-        return _reader(cache)(generation_key(organization_id))
+        read = _reader(cache)
+        generation = read(key)
+        if generation is None:
+            _backend(cache).add(key, uuid.uuid4().hex, GENERATION_TIMEOUT)
+            generation = read(key)
+        return _UNREADABLE if generation is None else generation
     except Exception:  # the shared cache is down: trust nothing cached
         logger.warning("Shared cache unreachable while reading a key generation.")
         return _UNREADABLE
