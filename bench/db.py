@@ -15,21 +15,30 @@ PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0
 PORTS = range(18700, 18800)
 
 
-def database_url(name: str) -> str:
+def database_url(name: str, admin_url: str = PG_ADMIN_URL) -> str:
     """Return the DATABASE_URL of a bench database on the local PostgreSQL."""
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgres://", 1)
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgres://", 1)
     return f"{base}/{name}"
 
 
-def recreate_database(name: str) -> None:
+def recreate_database(name: str, admin_url: str = PG_ADMIN_URL) -> None:
     """Drop (closing its sessions) and create the database `name`: bench databases only."""
     import psycopg
 
     if not name.startswith("kw_"):
         raise ValueError(f"refusing to recreate {name!r}: bench databases start with kw_")
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(name: str, admin_url: str = PG_ADMIN_URL) -> None:
+    import psycopg
+
+    if not name.startswith("kw_"):
+        raise ValueError(f"refusing to drop {name!r}: bench databases start with kw_")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def database_exists(name: str) -> bool:
@@ -40,7 +49,9 @@ def database_exists(name: str) -> bool:
     return row is not None
 
 
-def bench_env(database: str, redis_url: str, **extra: str) -> dict[str, str]:
+def bench_env(
+    database: str, redis_url: str, admin_url: str = PG_ADMIN_URL, **extra: str
+) -> dict[str, str]:
     """Return the environment for a bench process against `database` and `redis_url`."""
     env = {
         key: value
@@ -50,7 +61,7 @@ def bench_env(database: str, redis_url: str, **extra: str) -> dict[str, str]:
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "DATABASE_URL": database_url(database),
+            "DATABASE_URL": database_url(database, admin_url),
             "REDIS_URL": redis_url,
             "PYTHONPATH": str(ROOT),
         }
