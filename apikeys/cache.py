@@ -15,6 +15,7 @@ guarantee is trivial; with Redis every process reads the same value.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -47,27 +48,49 @@ def _backend(cache: Any) -> Any:
     return caches["default"] if cache is None or cache is default_cache else cache
 
 
-def _reader(cache: Any) -> Callable[[str], Any]:
-    """Return the fastest safe `get` for the cache that holds generations.
+class _RedisGenerationReader:
+    """GET one key over a connection of this thread's own, on the primary server.
 
     Django's Redis backend builds a new redis-py client (a few hundred dict
-    writes) on every call, which costs more than the round trip itself; every
-    request reads a generation, so keep one client per process. It talks to the
-    first server, where every bump is written: a replica may lag behind a bump.
+    writes) on every call, and redis-py's command path (retries, health
+    checks, pool checkout) costs twice the round trip's own CPU; every
+    request reads a generation, so it keeps one connection per thread and
+    process instead. It talks to the first server, where every bump is
+    written: a replica may lag behind a bump. Any error drops the connection
+    and propagates (the caller then trusts nothing cached).
     """
+
+    def __init__(self, backend: RedisCache) -> None:
+        self.backend = backend
+        self.pool = backend._cache._get_connection_pool(write=True)
+        self.loads = backend._cache._serializer.loads
+        self.local = threading.local()
+
+    def _connection(self) -> Any:
+        connection = getattr(self.local, "connection", None)
+        if connection is None or self.local.pid != os.getpid():  # never share across a fork
+            connection = self.pool.make_connection()
+            self.local.connection, self.local.pid = connection, os.getpid()
+        return connection
+
+    def __call__(self, key: str) -> Any:
+        connection = self._connection()
+        try:
+            connection.send_command("GET", self.backend.make_key(key), check_health=False)
+            raw = connection.read_response()
+        except BaseException:
+            self.local.connection = None
+            connection.disconnect()
+            raise
+        return None if raw is None else self.loads(raw)
+
+
+def _reader(cache: Any) -> Callable[[str], Any]:
+    """Return the fastest safe `get` for the cache that holds generations."""
     backend = _backend(cache)
     reader = _readers.get(backend)
     if reader is None:
-        if isinstance(backend, RedisCache):
-            client = backend._cache.get_client(write=True)
-            loads = backend._cache._serializer.loads
-
-            def reader(key: str) -> Any:
-                raw = client.get(backend.make_key(key))
-                return None if raw is None else loads(raw)
-
-        else:
-            reader = backend.get
+        reader = _RedisGenerationReader(backend) if isinstance(backend, RedisCache) else backend.get
         _readers[backend] = reader
     return reader
 
