@@ -58,3 +58,29 @@ def test_reading_a_missing_generation_starts_a_new_one(org):
     first = read_generation(org.pk)
     assert first is not None and first is not _UNREADABLE
     assert read_generation(org.pk) == first
+
+
+@pytest.mark.django_db
+def test_what_a_request_changes_on_its_key_stays_out_of_the_cache(org, make_key):
+    from django.test import RequestFactory
+    from rest_framework.request import Request
+
+    from apikeys.authentication import APIKeyAuthentication
+
+    key, token = make_key(org, scopes=["keys:read"])
+    auth = APIKeyAuthentication()
+
+    def authenticate():
+        request = RequestFactory().get("/", HTTP_AUTHORIZATION=f"Bearer {token}")
+        return auth.authenticate(Request(request))[1]
+
+    for _ in range(2):
+        authenticate()
+    first = authenticate()  # from the cache
+    first.name = "changed by a view"
+    first._state.fields_cache.pop("organization")
+    second = authenticate()
+    assert second is not first
+    assert second.name == key.name
+    assert second.organization.pk == org.pk
+    assert "organization" in second._state.fields_cache
