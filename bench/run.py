@@ -105,6 +105,63 @@ def run_wrk(url: str, header: str | None, seconds: float, connections: int, thre
     }
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """Return user + system CPU seconds of a process, 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _backend_pids() -> list[int]:
+    """Return the pids of the PostgreSQL backends connected to the bench database."""
+    import psycopg
+
+    from bench.db import PG_ADMIN_URL
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", [DATABASE]
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _redis_cpu() -> float:
+    import redis
+
+    info = redis.Redis.from_url(REDIS_URL).info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+class CpuMeter:
+    """CPU seconds spent by a server's workers, its PostgreSQL backends and Redis.
+
+    On a machine shared with other work, requests/s measures the scheduler as
+    much as the code; CPU per request does not. Redis's figure is the whole
+    server's (other users of it add noise); backends of fresh connections live
+    too briefly to be read, so that column is left empty for those rows.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def snapshot(self) -> tuple[float, float, float]:
+        workers = sum(_cpu_seconds(pid) for pid in _children(self.server.process.pid))
+        backends = sum(_cpu_seconds(pid) for pid in _backend_pids())
+        return workers, backends, _redis_cpu()
+
+
 def collect_counters(directory: Path) -> dict[str, list[int]]:
     totals: dict[str, list[int]] = {}
     for file in directory.glob("*.json"):
@@ -133,12 +190,20 @@ def machine() -> str:
 def table(rows: list[Guard], counters: dict[str, dict[str, list[int]]]) -> str:
     base = rows[0]
     lines = [
-        "| guard | × no-auth | req/s | p50 ms | p99 ms | p99 added ms "
-        "| queries/req | writes/req | non-2xx |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| guard | × no-auth | CPU × no-auth | req/s | p50 ms | p99 ms | p99 added ms "
+        "| queries/req | writes/req | worker CPU µs/req | PostgreSQL CPU µs/req "
+        "| Redis CPU µs/req | non-2xx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base_p99 = statistics.median(r["p99"] for r in base.rounds)
+
+    def cpu(guard: Guard, index: int) -> float:
+        return statistics.median(r["cpu_us"][index] for r in guard.rounds)
+
+    base_cpu = sum(cpu(base, i) for i in range(3))
     for guard in rows:
+        fresh = guard.server == "fresh"
+        total_cpu = sum(cpu(guard, i) for i in range(3))
         ratios = [
             mine["rps"] / theirs["rps"]
             for mine, theirs in zip(guard.rounds, base.rounds, strict=True)
@@ -148,10 +213,13 @@ def table(rows: list[Guard], counters: dict[str, dict[str, list[int]]]) -> str:
         p99 = statistics.median(r["p99"] for r in guard.rounds)
         lines.append(
             f"| {guard.name} | {statistics.median(ratios):.2f} "
+            f"| {'' if fresh else f'{base_cpu / total_cpu:.2f}'} "
             f"| {statistics.mean(r['rps'] for r in guard.rounds):,.0f} "
             f"| {statistics.median(r['p50'] for r in guard.rounds):.2f} "
             f"| {p99:.2f} | {p99 - base_p99:+.2f} "
             f"| {counted[1] / requests:.4f} | {counted[2] / requests:.4f} "
+            f"| {cpu(guard, 0):.0f} | {'' if fresh else f'{cpu(guard, 1):.0f}'} "
+            f"| {cpu(guard, 2):.0f} "
             f"| {sum(r['non_2xx'] + r['socket_errors'] for r in guard.rounds)} |"
         )
     return "\n".join(lines)
@@ -168,6 +236,10 @@ def main() -> int:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
+    try:
+        import rest_framework_api_key  # noqa: F401
+    except ImportError:
+        sys.exit("djangorestframework-api-key is missing: pip install -r requirements-bench.txt")
 
     rows = guards(include_fresh=not args.no_fresh)
     print(
@@ -201,7 +273,15 @@ def main() -> int:
             if guard.credential:
                 header = f"Authorization: {guard.scheme} {_credential(seed, guard.credential)}"
             url = servers[guard.server].base + guard.path
-            return run_wrk(url, header, seconds, args.connections, min(2, args.connections))
+            meter = CpuMeter(servers[guard.server])
+            before = meter.snapshot()
+            figures = run_wrk(url, header, seconds, args.connections, min(2, args.connections))
+            after = meter.snapshot()
+            requests = max(figures["requests"], 1)
+            figures["cpu_us"] = [
+                (a - b) * 1e6 / requests for a, b in zip(after, before, strict=True)
+            ]
+            return figures
 
         for guard in rows:  # warm every worker's caches and connections; not counted
             load(guard, 1)
@@ -221,6 +301,11 @@ def main() -> int:
     print(table(rows, counters))
     print()
     print("× no-auth: median over rounds of (guard req/s ÷ no-auth req/s in the same round).")
+    print(
+        "CPU × no-auth: no-auth CPU per request ÷ this guard's (workers + PostgreSQL + Redis):\n"
+        "  the throughput ratio a machine with nothing else to run would approach (wrk's own\n"
+        "  CPU, the same for every guard, left out). CPU figures are medians over rounds."
+    )
     print(
         "queries/req and writes/req: SQL statements per request over the whole run, "
         "warm-up included."

@@ -8,6 +8,7 @@ including whatever throttles and middleware they gain later.
 
 import os
 import warnings
+from importlib.util import find_spec
 
 os.environ.setdefault("SECRET_KEY", "bench-secret-key-not-for-production-0123456789abcdef")
 os.environ.setdefault("KEYWARD_PEPPER", "bench-pepper-not-for-production")
@@ -20,7 +21,13 @@ from config.settings import *  # noqa: F403
 from config.settings import INSTALLED_APPS, MIDDLEWARE, STORAGES
 
 DEBUG = False  # DEBUG keeps every query in memory: never measure with it
-INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework.authtoken", "rest_framework_api_key", "bench"]
+# The peers come from requirements-bench.txt; the multi-process test needs none of them.
+BENCH_PEERS = (
+    os.environ.get("BENCH_PEERS") != "0" and find_spec("rest_framework_api_key") is not None
+)
+INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework.authtoken", "bench"]
+if BENCH_PEERS:
+    INSTALLED_APPS.append("rest_framework_api_key")
 # Outermost, so that it sees every query the request causes, the guards' included.
 MIDDLEWARE = ["bench.middleware.BenchMiddleware", *MIDDLEWARE]
 ROOT_URLCONF = "bench.urls"

@@ -1,5 +1,6 @@
 """Keyward's URLs plus the bench views under /bench/."""
 
+from django.conf import settings
 from django.urls import path
 
 from bench import views
@@ -12,6 +13,7 @@ urlpatterns = [
     path("bench/keyward-limited", views.KeywardView.as_view()),
     path("bench/scope/<str:scope>", views.KeywardScopeView.as_view()),
     path("bench/drf-token", views.DrfTokenView.as_view()),
-    path("bench/drf-api-key", views.DrfApiKeyView.as_view()),
     *keyward_urlpatterns,
 ]
+if settings.BENCH_PEERS:
+    urlpatterns.insert(0, path("bench/drf-api-key", views.drf_api_key_view().as_view()))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
-from rest_framework_api_key.models import APIKey as PeerAPIKey
 
 from apikeys.services import api_key_create
 from audit.actors import Actor
@@ -35,7 +35,11 @@ class Command(BaseCommand):
             return {"id": made.id, "token": token}
 
         peer_user = User.objects.create_user(email="drf@bench.example", password=None)
-        _, peer_key = PeerAPIKey.objects.create_key(name="bench")
+        peer_key = None
+        if settings.BENCH_PEERS:
+            from rest_framework_api_key.models import APIKey as PeerAPIKey
+
+            _, peer_key = PeerAPIKey.objects.create_key(name="bench")
         out = {
             "unlimited": key("unlimited", ["keys:read"]),
             "limited": key("limited", ["keys:read"], rate_limit=BENCH_RATE_LIMIT),
