@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format check-deploy clean
+.PHONY: run test lint format check-deploy clean bench bench-scale bench-floor bench-all
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,25 @@ test: $(VENV)/.dev-installed $(VENV)/.browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(VENV)/.bench-installed: requirements.txt requirements-bench.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-bench.txt
+	touch $@
+
+## bench: gunicorn + wrk, five guards side by side (needs PostgreSQL, Redis, wrk; see
+## docs/README-performance.md). BENCH_ARGS="--rounds 3 --seconds 3" for a quicker run.
+bench: $(VENV)/.bench-installed
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## bench-floor: one authenticate() call in-process against parse + checksum + one HMAC.
+bench-floor: $(VENV)/.bench-installed
+	$(BIN)/python bench/floor.py
+
+## bench-scale: 1,000,000 keys and audit events in PostgreSQL; lookups and first pages.
+bench-scale: $(VENV)/.bench-installed
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
+
+bench-all: bench bench-floor bench-scale
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

@@ -289,7 +289,7 @@ def run_wrk(url: str, args: argparse.Namespace, plan: Path) -> subprocess.Popen:
         str(BASE_DIR / "bench" / "load.lua"),
         url,
     ]
-    return subprocess.Popen(  # noqa: S603
+    return subprocess.Popen(
         command,
         env={**os.environ, "KEYWARD_LOAD_PLAN": str(plan)},
         stdout=subprocess.PIPE,
