@@ -8,6 +8,8 @@ os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
+# Threaded tests hold a connection per thread (8 senders, 2 flushers, the test itself).
+os.environ.setdefault("DATABASE_POOL_MAX", "20")
 # Tests flush usage themselves: a background thread would write outside their transaction.
 os.environ.setdefault("KEYWARD_USAGE_FLUSH_SECONDS", "0")
 
