@@ -58,6 +58,16 @@ def _require(organization: Organization, actor: Any, permission: Permission) -> 
     return policy
 
 
+def _lock_to_assign(organization: Organization, actor: Any, role: str) -> Organization:
+    """Check that `actor` may give someone `role`, with the organisation locked."""
+    if role not in Role.values:
+        raise ValidationFailed.on("role", f"Choose one of: {', '.join(Role.values)}.")
+    organization = _lock(organization)
+    if not _require(organization, actor, Permission.MANAGE_MEMBERS).can_assign(role):
+        raise Forbidden("Only an owner can make someone an owner.")
+    return organization
+
+
 def _other_owners(organization: Organization, excluding: Membership) -> int:
     return (
         Membership.objects.filter(organization=organization, role=Role.OWNER)
@@ -133,12 +143,7 @@ def membership_add(
     actor: Any,
 ) -> Membership:
     """Add `user` to the organisation with `role`."""
-    if role not in Role.values:
-        raise ValidationFailed.on("role", f"Choose one of: {', '.join(Role.values)}.")
-    organization = _lock(organization)
-    acting = _require(organization, actor, Permission.MANAGE_MEMBERS)
-    if not acting.can_assign(role):
-        raise Forbidden("Only an owner can make someone an owner.")
+    organization = _lock_to_assign(organization, actor, role)
     if Membership.objects.filter(organization=organization, user=user).exists():
         raise Conflict(f"{user.email} is already a member.")
     membership = Membership.objects.create(organization=organization, user=user, role=role)
@@ -323,12 +328,7 @@ def invitation_create(
     same address is withdrawn: one address, one live link.
     """
     email = clean_email(email)
-    if role not in Role.values:
-        raise ValidationFailed.on("role", f"Choose one of: {', '.join(Role.values)}.")
-    organization = _lock(organization)
-    acting = _require(organization, actor, Permission.MANAGE_MEMBERS)
-    if not acting.can_assign(role):
-        raise Forbidden("Only an owner can invite an owner.")
+    organization = _lock_to_assign(organization, actor, role)
     if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
         raise ValidationFailed.on("email", f"{email} is already a member.")
     now = timezone.now()
