@@ -18,6 +18,7 @@ from apikeys import tokens
 from apikeys.abuse import InvalidKeyGuard
 from apikeys.cache import read_generation, verified_keys
 from apikeys.models import APIKey, Status
+from apikeys.roundtrip import USAGE, SharedRoundTrip, claim, settle
 from apikeys.usage import usage_counter
 from config.errors import ExpiredKey, InvalidKey, IpNotAllowed, KeywardError, RateLimited
 from config.net import client_ip
@@ -99,6 +100,17 @@ def _request_copy(state: KeyState) -> KeyState:
     return KeyState(key=clone, owner_role=state.owner_role)
 
 
+def _usable(state: KeyState, now: datetime) -> bool:
+    """Return whether a key in this state would be let through (its secret and address aside)."""
+    return state.key.status_at(now) in (Status.ACTIVE, Status.SUPERSEDED) and _owner_ok(state)
+
+
+def _owner_ok(state: KeyState) -> bool:
+    """Return whether the key has no owner, or an active one who is still a member."""
+    key = state.key
+    return key.owner_id is None or (state.owner_role is not None and key.owner.is_active)
+
+
 def _address_allowed(address: str | None, blocks: list[str]) -> bool:
     if not blocks:
         return True
@@ -119,6 +131,7 @@ class APIKeyAuthentication(BaseAuthentication):
     realm = "api"
     cache = verified_keys
     usage = usage_counter
+    round_trip = SharedRoundTrip()
     invalid_key_guard = InvalidKeyGuard()
 
     def authenticate(self, request) -> tuple[Any, APIKey] | None:
@@ -144,8 +157,15 @@ class APIKeyAuthentication(BaseAuthentication):
 
     def authenticate_token(self, request, parsed: tokens.ParsedToken) -> tuple[Any, APIKey]:
         """Check a well-formed token against its key and the key's state."""
+        try:
+            return self._check(request, parsed)
+        except BaseException:  # refused: what the round trip counted ahead goes back
+            settle(request)
+            raise
+
+    def _check(self, request, parsed: tokens.ParsedToken) -> tuple[Any, APIKey]:
         now = timezone.now()
-        state = self._state(parsed.key_id)
+        state = self._state(request, parsed.key_id, now)
         if state is None:
             return self._reject(request, InvalidKey())
         key = state.key
@@ -160,7 +180,7 @@ class APIKeyAuthentication(BaseAuthentication):
             return self._reject(request, InvalidKey())
         if status == Status.EXPIRED:
             return self._reject(request, ExpiredKey())
-        if key.owner_id is not None and (state.owner_role is None or not key.owner.is_active):
+        if not _owner_ok(state):
             return self._reject(request, InvalidKey())
         address = getattr(request._request, "client_ip", None) or client_ip(request._request)
         if not _address_allowed(address, key.allowed_ips):
@@ -174,19 +194,30 @@ class APIKeyAuthentication(BaseAuthentication):
                     "Sunset": http_date(key.expires_at.timestamp()),
                 },
             )
-        self._touch(key, address, now)
+        self._touch(request, key, address, now)
         user = key.owner if key.owner_id is not None else OrganizationServiceUser(key.organization)
         return user, key
 
-    def _state(self, key_id: str) -> KeyState | None:
-        """Return the key's state from this process's cache when still valid, else the database."""
+    def _state(self, request, key_id: str, now: datetime) -> KeyState | None:
+        """Return the key's state from this process's cache when still valid, else the database.
+
+        A usable key cached here costs one shared-cache round trip, which also
+        counts the request ahead (apikeys/roundtrip.py); a key cached as refused
+        counts nothing ahead, so that its requests are not counted and given back.
+        """
         organization_id = self.cache.organization_of(key_id)
         if organization_id is None:
             state = _load_state(key_id)
             if state is not None:
                 self.cache.remember_organization(key_id, state.key.organization_id)
             return state
-        generation = read_generation(organization_id)
+        planned = self.cache.peek(key_id)
+        if planned is None or not _usable(planned, now):
+            generation = read_generation(organization_id)
+        else:
+            generation = self.round_trip.read_generation(
+                request, organization_id, planned.key, self.usage
+            )
         cached = self.cache.get(key_id, generation)
         if cached is not None:
             return _request_copy(cached)
@@ -224,9 +255,10 @@ class APIKeyAuthentication(BaseAuthentication):
         key.secret_hash = new_hash
         self.cache.forget(key.pk)
 
-    def _touch(self, key: APIKey, address: str | None, now: datetime) -> None:
+    def _touch(self, request, key: APIKey, address: str | None, now: datetime) -> None:
         """Count the request; set last_used_at on first use, then at most once a minute."""
-        self.usage.record(key.pk)
+        if claim(request, USAGE) is None:
+            self.usage.record(key.pk)
         if key.last_used_at is not None and now - key.last_used_at < LAST_USED_REFRESH:
             return
         stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_REFRESH)

@@ -75,15 +75,19 @@ class _RedisGenerationReader:
         return connection
 
     def __call__(self, key: str) -> Any:
+        raw = self.execute([("GET", self.backend.make_key(key))])[0]
+        return None if raw is None else self.loads(raw)
+
+    def execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send raw commands in one write and return their replies: one round trip."""
         connection = self._connection()
         try:
-            connection.send_command("GET", self.backend.make_key(key), check_health=False)
-            raw = connection.read_response()
+            connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+            return [connection.read_response() for _command in commands]
         except BaseException:
             self.local.connection = None
             connection.disconnect()
             raise
-        return None if raw is None else self.loads(raw)
 
 
 def _reader(cache: Any) -> Callable[[str], Any]:
@@ -104,19 +108,47 @@ def read_generation(organization_id: int, cache: Any = None) -> Any:
     under the old one is never trusted again, even by a process that kept it
     through an outage in which a revocation could not bump the generation.
     """
+    return read_generation_with(organization_id, [], cache)[0]
+
+
+def read_generation_with(
+    organization_id: int, commands: list[tuple[Any, ...]], cache: Any = None
+) -> tuple[Any, list[Any] | None]:
+    """Read the generation as read_generation does, sending `commands` in the same round trip.
+
+    `commands` are raw Redis commands on the cache's own (prefixed) key names;
+    their replies come back second, or None when they were not sent: the cache
+    is not Redis, or it did not answer.
+    """
     key = generation_key(organization_id)
+    replies = None
     try:
         _retry_missed_invalidations(_backend(cache))
         read = _reader(cache)
-        generation = read(key)
+        if commands and isinstance(read, _RedisGenerationReader):
+            raw, *replies = read.execute([("GET", read.backend.make_key(key)), *commands])
+            generation = None if raw is None else read.loads(raw)
+        else:
+            generation = read(key)
         if generation is None:
             _backend(cache).add(key, uuid.uuid4().hex, GENERATION_TIMEOUT)
             generation = read(key)
     except Exception:  # the shared cache is down: trust nothing cached, then or later
         logger.warning("Shared cache unreachable while reading a key generation.")
         verified_keys.clear()
-        return _UNREADABLE
-    return _UNREADABLE if generation is None else generation
+        return _UNREADABLE, None
+    return (_UNREADABLE if generation is None else generation), replies
+
+
+def shared_commands(cache: Any = None) -> Callable[[list[tuple[Any, ...]]], list[Any]] | None:
+    """Return how to send raw commands over the generations' connection, if it is Redis."""
+    read = _reader(cache)
+    return read.execute if isinstance(read, _RedisGenerationReader) else None
+
+
+def generation_backend(cache: Any = None) -> Any:
+    """Return the cache backend that holds the generations."""
+    return _backend(cache)
 
 
 # Organisations whose invalidation the shared cache missed; bumped once it answers.
@@ -206,6 +238,11 @@ class VerifiedKeyCache:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
             self._entries[key_id] = Entry(generation, self.clock(), state)
+
+    def peek(self, key_id: str) -> Any | None:
+        """Return the cached state whatever its generation: only to plan the round trip."""
+        entry = self._entries.get(key_id)
+        return None if entry is None else entry.state
 
     def forget(self, key_id: str) -> None:
         self._entries.pop(key_id, None)

@@ -47,14 +47,19 @@ def redis_client(cache: Any) -> Any | None:
     return client
 
 
+def incr_commands(cache: Any, key: str, ttl: int, amount: int = 1) -> list[tuple[Any, ...]]:
+    """Return the raw Redis commands of incr_with_ttl; the first one's reply is the value."""
+    name = cache.make_and_validate_key(key)
+    return [("INCRBY", name, amount), ("EXPIRE", name, ttl, "NX")]
+
+
 def incr_with_ttl(cache: Any, key: str, ttl: int, amount: int = 1) -> int:
     """Add `amount` to the counter `key` (created to live `ttl` seconds); return its value."""
     client = redis_client(cache)
     if client is not None:
-        name = cache.make_and_validate_key(key)
         pipe = client.pipeline(transaction=False)
-        pipe.incrby(name, amount)
-        pipe.expire(name, ttl, nx=True)
+        for command in incr_commands(cache, key, ttl, amount):
+            pipe.execute_command(*command)
         return int(pipe.execute()[0])
     for _attempt in range(3):
         cache.add(key, 0, ttl)

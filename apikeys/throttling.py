@@ -14,6 +14,7 @@ from rest_framework.throttling import BaseThrottle
 from apikeys.counters import incr_with_ttl
 from apikeys.models import APIKey, Environment
 from apikeys.rates import MalformedRate, Rate, parse_rate
+from apikeys.roundtrip import claim
 from config.errors import QuotaExceeded, RateLimited
 from orgs.models import Organization
 
@@ -52,6 +53,8 @@ class KeyRateThrottle(BaseThrottle):
     behind one Redis draws on one budget. A key without a limit costs nothing:
     no cache call at all. Every response of a limited key carries
     `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds).
+    When authentication's round trip (apikeys/roundtrip.py) already counted the
+    request in the same window, the throttle takes that count instead.
     """
 
     cache = default_cache
@@ -67,12 +70,14 @@ class KeyRateThrottle(BaseThrottle):
             return True
         rate = found[0]
         now = self.timer()
-        window = int(now // rate.period)
-        try:
-            count = self.increment(self.counter_name(key, rate, window), rate.period + 60)
-        except Exception:  # a limit is not worth an outage: let the request through
-            logger.warning("Shared cache unreachable; rate limits are not being enforced.")
-            return True
+        name, ttl = self._counter(key, rate, now)
+        count = claim(request, name)
+        if count is None:
+            try:
+                count = self.increment(name, ttl)
+            except Exception:  # a limit is not worth an outage: let the request through
+                logger.warning("Shared cache unreachable; rate limits are not being enforced.")
+                return True
         reset = self.seconds_to_reset(rate, now)
         add_key_headers(request, self.headers(rate, count, reset))
         if count > rate.limit:
@@ -86,6 +91,14 @@ class KeyRateThrottle(BaseThrottle):
     def increment(self, name: str, ttl: int) -> int:
         """Count one request in the window and return the window's count: one round trip."""
         return incr_with_ttl(self.cache, name, ttl)
+
+    def shared_counter(self, key: APIKey) -> tuple[str, int] | None:
+        """Return the counter a request with `key` adds to now and its lifetime; None if none."""
+        found = effective_rate(key)
+        return None if found is None else self._counter(key, found[0], self.timer())
+
+    def _counter(self, key: APIKey, rate: Rate, now: float) -> tuple[str, int]:
+        return self.counter_name(key, rate, int(now // rate.period)), rate.period + 60
 
     def wait(self) -> float | None:
         return getattr(self, "wait_seconds", None)
@@ -126,6 +139,7 @@ class DailyQuotaThrottle(BaseThrottle):
     cache, so the request after the last allowed one is refused at once. Test
     keys neither count nor get refused; an organisation without a quota costs
     nothing. A request this refuses was not served and counts for nothing.
+    A count made by authentication's round trip is taken over, as above.
     """
 
     cache = default_cache
@@ -139,13 +153,14 @@ class DailyQuotaThrottle(BaseThrottle):
         quota = key.organization.daily_request_quota
         if quota is None:
             return True
-        now = self.timer()
-        name = self.counter_name(key.organization_id, now)
-        try:
-            used = self.increment(name, 2 * DAY)
-        except Exception:
-            logger.warning("Shared cache unreachable; daily quotas are not being enforced.")
-            return True
+        name, ttl = self._counter(key)
+        used = claim(request, name)
+        if used is None:
+            try:
+                used = self.increment(name, ttl)
+            except Exception:
+                logger.warning("Shared cache unreachable; daily quotas are not being enforced.")
+                return True
         if used > quota:
             self._give_back(name)
             raise QuotaExceeded(
@@ -157,6 +172,15 @@ class DailyQuotaThrottle(BaseThrottle):
     def increment(self, name: str, ttl: int) -> int:
         """Count one request against the day's quota and return the day's count."""
         return incr_with_ttl(self.cache, name, ttl)
+
+    def shared_counter(self, key: APIKey) -> tuple[str, int] | None:
+        """Return the counter a request with `key` adds to now and its lifetime; None if none."""
+        if key.environment != Environment.LIVE or key.organization.daily_request_quota is None:
+            return None
+        return self._counter(key)
+
+    def _counter(self, key: APIKey) -> tuple[str, int]:
+        return self.counter_name(key.organization_id, self.timer()), 2 * DAY
 
     def _give_back(self, name: str) -> None:
         try:

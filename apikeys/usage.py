@@ -29,6 +29,7 @@ from django.conf import settings
 from django.core.cache import cache as default_cache
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 
 from apikeys.counters import redis_client
 from apikeys.models import APIKey, KeyUsageDay
@@ -80,15 +81,24 @@ def api_key_usage_add(*, counts: Mapping[tuple[str, date], int]) -> None:
         .values_list("pk", flat=True)
     )
     # A fixed order keeps two concurrent flushes from locking rows in opposite orders.
+    # A negative amount is a refused request's count given back (apikeys/roundtrip.py)
+    # after a flush took its +1: it only lowers what is there, never below zero.
     for key_id in sorted(per_key):
-        APIKey.objects.filter(pk=key_id).update(usage_count=F("usage_count") + per_key[key_id])
+        APIKey.objects.filter(pk=key_id).update(
+            usage_count=Greatest(F("usage_count") + per_key[key_id], 0)
+        )
     rows = [
         (connection.ops.adapt_datefield_value(day), amount, key_id)
         for (key_id, day), amount in sorted(counts.items())
-        if amount
+        if amount > 0
     ]
     with connection.cursor() as cursor:
         cursor.executemany(_upsert_days_sql(), rows)
+    for (key_id, day), amount in sorted(counts.items()):
+        if amount < 0:
+            KeyUsageDay.objects.filter(key_id=key_id, day=day).update(
+                count=Greatest(F("count") + amount, 0)
+            )
 
 
 class UsageCounter:
@@ -110,12 +120,21 @@ class UsageCounter:
         client = redis_client(self.cache)
         if client is not None:
             try:
-                client.hincrby(self._pending_name(), f"{key_id}|{day.isoformat()}", amount)
+                client.hincrby(self._pending_name(), self._field(key_id, day), amount)
                 return
             except Exception:  # Redis is down: keep the count here rather than lose it
                 logger.warning("Shared cache unreachable; counting usage in this process.")
         with self._lock:
             self._counts[(key_id, day)] += amount
+
+    def shared_command(self, key_id: str, amount: int = 1) -> tuple[Any, ...]:
+        """Return the raw Redis command that counts like record() does (shared cache only).
+
+        For the request's one round trip (apikeys/roundtrip.py); the caller sends it.
+        """
+        flusher.ensure_started()
+        field = self._field(key_id, utc_day(self.clock()))
+        return ("HINCRBY", self._pending_name(), field, amount)
 
     def pending(self) -> Counter[tuple[str, date]]:
         """Return what is gathered and not yet written (this process and the shared hash)."""
@@ -148,6 +167,10 @@ class UsageCounter:
 
     def _pending_name(self) -> str:
         return self.cache.make_and_validate_key(self.pending_key)
+
+    @staticmethod
+    def _field(key_id: str, day: date) -> str:
+        return f"{key_id}|{day.isoformat()}"
 
     def _take_local(self) -> Counter[tuple[str, date]]:
         with self._lock:
@@ -192,7 +215,7 @@ class UsageCounter:
             try:
                 pipe = client.pipeline(transaction=True)
                 for (key_id, day), amount in batch.items():
-                    pipe.hincrby(self._pending_name(), f"{key_id}|{day.isoformat()}", amount)
+                    pipe.hincrby(self._pending_name(), self._field(key_id, day), amount)
                 pipe.execute()
                 return
             except Exception:

@@ -247,3 +247,16 @@ def test_a_flush_and_a_revoke_of_the_same_key_take_turns_instead_of_deadlocking(
     key.refresh_from_db()
     assert key.revoked_at is not None
     assert key.usage_count == 3
+
+
+def test_a_count_given_back_after_its_flush_lowers_what_was_written(org, make_key):
+    key, _ = make_key(org)
+    other, _ = make_key(org)
+    day = date(2026, 3, 2)
+    usage.api_key_usage_add(counts={(key.pk, day): 2})
+    # A refused request's +1 went out in one flush and its -1 (apikeys/roundtrip.py) in the next.
+    usage.api_key_usage_add(counts={(key.pk, day): -1, (other.pk, day): -1})
+    key.refresh_from_db()
+    other.refresh_from_db()
+    assert (key.usage_count, days_of(key)) == (1, {day: 1})
+    assert (other.usage_count, days_of(other)) == (0, {})

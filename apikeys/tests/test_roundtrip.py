@@ -1,0 +1,136 @@
+"""One shared-cache round trip per warm request, and nothing counted for a refused one."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+from redis.connection import AbstractConnection
+
+from apikeys.cache import verified_keys
+from apikeys.rates import parse_rate
+from apikeys.services import api_key_revoke, api_key_update
+from apikeys.throttling import DailyQuotaThrottle, KeyRateThrottle
+from apikeys.usage import usage_counter
+from audit.actors import Actor
+from orgs.services import organization_update
+
+SYSTEM = Actor.system("test")
+NOON = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC).timestamp()
+
+pytestmark = pytest.mark.skipif(
+    not isinstance(caches["default"], RedisCache),
+    reason="the round trip is Redis's; the local-memory cache counts in the process",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean(monkeypatch, org):
+    monkeypatch.setattr(KeyRateThrottle, "timer", staticmethod(lambda: NOON + 10))
+    monkeypatch.setattr(DailyQuotaThrottle, "timer", staticmethod(lambda: NOON + 10))
+    quota = DailyQuotaThrottle().counter_name(org.pk, NOON + 10)  # ids repeat across runs
+    caches["default"].delete(quota)
+    verified_keys.clear()
+    yield
+    caches["default"].delete(quota)
+
+
+@pytest.fixture
+def round_trips(monkeypatch):
+    """Count the writes to any Redis connection (each is one round trip)."""
+    sent = []
+    original = AbstractConnection.send_packed_command
+
+    def spy(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", spy)
+    return sent
+
+
+def cached_elsewhere(key):
+    """Put back the key as a process that has not seen the change still holds it."""
+    verified_keys.put(key.pk, "an old generation", _warm[key.pk])
+
+
+_warm = {}
+
+
+def warm(client, key):
+    """Verify the key twice (the first learns its organisation, the second caches it)."""
+    assert whoami(client).status_code == 200
+    assert whoami(client).status_code == 200
+    _warm[key.pk] = verified_keys.peek(key.pk)
+    assert _warm[key.pk] is not None
+
+
+def whoami(client):
+    return client.get("/api/v1/whoami")
+
+
+def used(key):
+    return sum(n for (key_id, _day), n in usage_counter.pending().items() if key_id == key.pk)
+
+
+def quota_used(org):
+    org.refresh_from_db()
+    return DailyQuotaThrottle().used(org)
+
+
+@pytest.mark.parametrize("limited", [False, True])
+def test_a_warm_request_makes_one_round_trip(api, org, make_key, round_trips, limited):
+    organization_update(organization=org, actor=SYSTEM, daily_request_quota=100)
+    key, token = make_key(org, rate_limit="5/min" if limited else None)
+    client = api(token)
+    warm(client, key)
+    round_trips.clear()
+    response = whoami(client)
+    assert response.status_code == 200
+    assert len(round_trips) == 1
+    assert used(key) == 3
+    assert quota_used(org) == 3
+    if limited:
+        assert response["RateLimit-Remaining"] == "2"
+
+
+def test_a_key_revoked_elsewhere_is_refused_and_counts_nothing(api, org, make_key):
+    organization_update(organization=org, actor=SYSTEM, daily_request_quota=100)
+    key, token = make_key(org, rate_limit="5/min")
+    client = api(token)
+    warm(client, key)
+    api_key_revoke(key=key, actor=SYSTEM)
+    cached_elsewhere(key)
+    response = whoami(client)
+    assert response.status_code == 401
+    assert used(key) == 2
+    assert quota_used(org) == 2
+    key.refresh_from_db()
+    assert KeyRateThrottle().current_headers(key)["RateLimit-Remaining"] == "3"
+
+
+def test_a_changed_period_gives_back_the_old_window(api, org, make_key):
+    key, token = make_key(org, rate_limit="5/min")
+    client = api(token)
+    warm(client, key)
+    api_key_update(key=key, actor=SYSTEM, rate_limit="5/h")
+    cached_elsewhere(key)
+    response = whoami(client)  # counted ahead in the minute's window, served in the hour's
+    assert response.status_code == 200
+    assert response["RateLimit-Remaining"] == "4"
+    minute = KeyRateThrottle().counter_name(key, parse_rate("5/min"), int(NOON // 60))
+    assert int(caches["default"].get(minute) or 0) == 2
+    assert used(key) == 3
+
+
+def test_a_missing_scope_spends_neither_rate_nor_quota(api, org, make_key):
+    organization_update(organization=org, actor=SYSTEM, daily_request_quota=100)
+    key, token = make_key(org, scopes=["keys:read"], rate_limit="3/min")
+    client = api(token)
+    warm(client, key)
+    response = client.post("/api/v1/keys", {"name": "x"}, format="json")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "missing_scope"
+    assert response["RateLimit-Remaining"] == "1"
+    assert quota_used(org) == 2
+    assert used(key) == 3  # authenticated, so counted, as before
