@@ -14,8 +14,14 @@ from rest_framework.views import APIView
 
 from apikeys import api_docs as docs
 from apikeys import services
-from apikeys.models import APIKey, Environment, Status
-from apikeys.selectors import api_keys_visible, status_filter, usage_by_key_and_day
+from apikeys.models import APIKey, Environment
+from apikeys.selectors import (
+    api_keys_visible,
+    status_filter,
+    usage_by_key_and_day,
+    usage_keys_worth_showing,
+    usage_on_day,
+)
 from apikeys.throttling import DailyQuotaThrottle, effective_rate
 from config.errors import NotFound, ValidationFailed
 from config.openapi import error_response
@@ -272,20 +278,23 @@ class UsageApi(KeyApi):
         quota = DailyQuotaThrottle()
         today = datetime.fromtimestamp(quota.timer(), tz=UTC).date()
         first = today - timedelta(days=self.days - 1)
-        keys = list(self.visible_keys(request).order_by("-created_at", "-id"))
+        visible = self.visible_keys(request)
+        paginator = NewestFirstPagination()
+        keys = paginator.paginate_queryset(
+            usage_keys_worth_showing(keys=visible, first=first, now=timezone.now()),
+            request,
+            view=self,
+        )
         usage = usage_by_key_and_day(
             organization=organization, key_ids=[k.pk for k in keys], first=first, last=today
         )
         day_list = [first + timedelta(days=i) for i in range(self.days)]
         key_rows = []
         for key in keys:
-            counts = usage.get(key.pk, {})
-            if not counts and key.status in (Status.REVOKED, Status.EXPIRED):
-                continue  # a finished key without requests in the period says nothing
             key.organization = organization
-            key_rows.append(_key_usage(key, day_list, counts))
-        today_live = sum(
-            row["days"][-1]["requests"] for row in key_rows if row["environment"] == "live"
+            key_rows.append(_key_usage(key, day_list, usage.get(key.pk, {})))
+        requests_today, live_today = usage_on_day(
+            organization=organization, keys=visible, day=today
         )
         limit = organization.daily_request_quota
         used = min(quota.used(organization), limit) if limit is not None else None
@@ -301,8 +310,8 @@ class UsageApi(KeyApi):
                 "to": today.isoformat(),
                 "today": {
                     "date": today.isoformat(),
-                    "requests": sum(row["days"][-1]["requests"] for row in key_rows),
-                    "live_requests": today_live,
+                    "requests": requests_today,
+                    "live_requests": live_today,
                 },
                 "quota": None
                 if limit is None
@@ -314,6 +323,7 @@ class UsageApi(KeyApi):
                 },
                 "default_rate_limit": organization.default_rate_limit,
                 "keys": key_rows,
+                "next": paginator.get_next_link(),
             }
         )
 

@@ -136,6 +136,7 @@ UsageOutputSerializer = type(
         "today": UsageTodaySerializer(),
         "quota": QuotaSerializer(allow_null=True, help_text="Null when the organisation has none."),
         "default_rate_limit": serializers.CharField(allow_null=True),
-        "keys": KeyUsageSerializer(many=True),
+        "keys": KeyUsageSerializer(many=True, help_text="One page of keys, newest first."),
+        "next": serializers.URLField(allow_null=True, help_text="The next page of keys, or null."),
     },
 )

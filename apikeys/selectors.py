@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Max, Q, QuerySet, Sum
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from apikeys.models import APIKey, FailedKeyAttempts, KeyUsageDay, Status
@@ -85,6 +85,29 @@ def usage_by_key_and_day(
     for key_id, day, count in rows:
         usage.setdefault(key_id, {})[day] = count
     return usage
+
+
+def usage_keys_worth_showing(
+    *, keys: QuerySet[APIKey], first: date, now: datetime
+) -> QuerySet[APIKey]:
+    """Return the keys a usage report lists: live ones, and finished ones used since `first`.
+
+    A revoked or expired key without requests in the period says nothing.
+    """
+    used_since = KeyUsageDay.objects.filter(key=OuterRef("pk"), day__gte=first)
+    live = Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    return keys.filter(live | Exists(used_since))
+
+
+def usage_on_day(
+    *, organization: Organization, keys: QuerySet[APIKey], day: date
+) -> tuple[int, int]:
+    """Return (requests, live requests) of `keys` on one UTC day, from one aggregate query."""
+    rows = KeyUsageDay.objects.filter(organization=organization, day=day, key__in=keys.values("pk"))
+    totals = rows.aggregate(
+        requests=Sum("count"), live=Sum("count", filter=Q(key__environment="live"))
+    )
+    return totals["requests"] or 0, totals["live"] or 0
 
 
 def top_offenders(*, since: datetime, limit: int = 20) -> list[tuple[str, int, datetime]]:

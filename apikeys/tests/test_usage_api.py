@@ -123,3 +123,18 @@ def test_quota_figures_follow_the_counter(api, make_org, make_key, used, monkeyp
     monkeypatch.setattr(DailyQuotaThrottle, "used", lambda self, organization: used)
     quota = api(token).get("/api/v1/usage").json()["quota"]
     assert (quota["used"], quota["remaining"]) == (used, 10 - used)
+
+
+def test_usage_pages_its_keys_and_counts_today_over_all_of_them(org, make_key, api):
+    _, token = make_key(org, scopes=["usage:read"], name="reader")
+    made = [make_key(org, name=f"k{i}")[0] for i in range(3)]
+    for key in made:
+        KeyUsageDay.objects.create(organization=org, key=key, day=today(), count=5)
+    first = api(token).get("/api/v1/usage?limit=2").json()
+    assert len(first["keys"]) == 2 and first["next"]
+    assert first["today"]["requests"] == 15
+    second = api(token).get(first["next"]).json()
+    seen = [row["id"] for row in first["keys"] + second["keys"]]
+    assert set(seen) >= {key.pk for key in made}
+    assert len(seen) == len(set(seen))
+    assert second["today"]["requests"] == 15
