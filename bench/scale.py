@@ -417,7 +417,7 @@ def main() -> int:
         f"events | {best(big, 'audit_page_ms'):.1f} |"
     )
     print(
-        f"| GET /api/v1/usage, org with {int(args.keys * BIG_SHARE):,} keys, all of them "
+        f"| GET /api/v1/usage, org with {int(args.keys * BIG_SHARE):,} keys, first page "
         f"| {best(big, 'usage_ms'):.1f} |"
     )
     print(
