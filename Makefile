@@ -17,11 +17,13 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@ $(VENV)/.installed
 
-# The browser tests drive Debian's Chromium (Playwright cannot download its own here).
+# The browser tests drive Debian's Chromium (Playwright cannot download its own here);
+# the load test drives wrk. Both come from Debian's packages.
 $(VENV)/.browser: | $(BIN)/python
-	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium) \
-	  || echo "make: could not install chromium; browser tests will skip (or fail in CI)" >&2
-	@if command -v chromium >/dev/null 2>&1; then touch $@; fi
+	@command -v chromium >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 \
+	  || (apt-get update && apt-get install -y chromium wrk) \
+	  || echo "make: could not install chromium and wrk; their tests will skip (or fail in CI)" >&2
+	@if command -v chromium >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1; then touch $@; fi
 
 ## run: install, migrate the SQLite database, create the demo organisation, serve.
 run: $(VENV)/.installed
@@ -71,7 +73,7 @@ check-deploy: $(VENV)/.installed
 ## see docs/README-load.md. LOAD_ARGS="--duration 10" for a shorter run.
 .PHONY: load
 load: $(VENV)/.installed
-	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk
+	@command -v wrk >/dev/null 2>&1 || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python bench/load.py $(LOAD_ARGS)
 
 clean:
