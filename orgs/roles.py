@@ -17,9 +17,6 @@ class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
 
 
-# Highest first: a lower index outranks a higher one.
-RANK = {Role.OWNER: 0, Role.ADMIN: 1, Role.MEMBER: 2, Role.VIEWER: 3}
-
 # Scopes a member's keys can never carry (DESIGN §2, "scope ceiling").
 MEMBER_EXCLUDED_SCOPES = frozenset({"keys:write", "members:write", "audit:read", ADMIN_SCOPE})
 
@@ -79,8 +76,3 @@ def scope_ceiling(role: str | None) -> frozenset[str]:
             name for name in registry if name.endswith(":read") and name != "audit:read"
         )
     return frozenset()
-
-
-def outranks_or_equals(role: str, other: str) -> bool:
-    """Return whether `role` is at least as high as `other`."""
-    return RANK[Role(role)] <= RANK[Role(other)]
