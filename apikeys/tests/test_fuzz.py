@@ -31,7 +31,21 @@ token_shaped = st.from_regex(
     r"\Akw_(live|test)_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}\Z", fullmatch=True
 ) | st.from_regex(r"\A[a-z]{1,9}_[a-z]{3,5}_[0-9A-Za-z_]{10,60}\Z", fullmatch=True)
 any_text = st.text() | latin1 | long_text | words | token_shaped
-real_tokens = st.sampled_from(tokens.ENVIRONMENTS).map(lambda env: tokens.generate(env).token)
+
+
+def _token_from(environment: str, key_id: str, secret: str) -> str:
+    body = f"{tokens.brand()}_{environment}_{key_id}_{secret}"
+    return body + tokens.checksum(body)
+
+
+# Built from Hypothesis's own draws (not `secrets`), so a failing example replays exactly.
+_base62 = st.sampled_from(tokens.ALPHABET)
+real_tokens = st.builds(
+    _token_from,
+    st.sampled_from(tokens.ENVIRONMENTS),
+    st.text(_base62, min_size=tokens.KEY_ID_LENGTH, max_size=tokens.KEY_ID_LENGTH),
+    st.text(_base62, min_size=tokens.SECRET_LENGTH, max_size=tokens.SECRET_LENGTH),
+)
 alphabet_and_more = st.sampled_from(tokens.ALPHABET + "_- \t\x00é€\u200b/+=")
 
 
