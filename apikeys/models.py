@@ -65,6 +65,11 @@ class APIKey(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    leaked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the key was reported as found in public (see docs/leaks.md).",
+    )
     revoked_by = models.CharField(max_length=254, blank=True)
     replaced_by = models.OneToOneField(
         "self",

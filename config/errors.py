@@ -70,6 +70,12 @@ class ExpiredKey(KeywardError):
     default_message = "The API key has expired."
 
 
+class InvalidSignature(KeywardError):
+    status = 401
+    code = "invalid_signature"
+    default_message = "The request's signature does not verify."
+
+
 class MissingScope(KeywardError):
     status = 403
     code = "missing_scope"
