@@ -158,5 +158,12 @@ class PolicyForm(forms.Form):
     leak_response = forms.ChoiceField(
         label="When a key is reported as leaked",
         choices=LeakResponse.choices,
+        required=False,
         help_text="Revoking at once is safest; either way the key is flagged and people are told.",
     )
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not cleaned.get("leak_response"):  # not sent: leave the policy as it is
+            cleaned.pop("leak_response", None)
+        return cleaned
