@@ -7,23 +7,25 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from apikeys.models import APIKey
-from apikeys.roundtrip import settle
+from apikeys.request_state import open_state
 
 
 class KeyResponseHeadersMiddleware:
     """Copy `Deprecation`, `Sunset` and `RateLimit-*` onto the response of a key's request.
 
-    It also settles the request's shared-cache round trip (apikeys/roundtrip.py).
+    It opens and closes the request's state (apikeys/request_state.py): it settles
+    what the shared-cache round trip counted ahead (apikeys/roundtrip.py).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        state = open_state(request)
         response = self.get_response(request)
         # What authentication counted ahead for throttles that never ran goes back first.
-        settle(request)
-        headers = getattr(request, "keyward_headers", None) or {}
+        state.settle()
+        headers = state.headers
         key = getattr(request, "auth", None)
         if isinstance(key, APIKey) and "RateLimit-Limit" not in headers:
             # Refused before its throttle ran (a missing scope): show the budget, uncounted.
