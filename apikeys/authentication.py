@@ -170,6 +170,7 @@ class APIKeyAuthentication(BaseAuthentication):
         if state is None:
             return self._reject(request, InvalidKey())
         key = state.key
+        request_state(request).key_id = key.pk
         matches, needs_upgrade = tokens.check_hash(parsed.token, key.secret_hash)
         if not matches or key.environment != parsed.environment:
             return self._reject(request, InvalidKey())

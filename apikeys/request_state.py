@@ -12,16 +12,19 @@ Keyward's is left on the request. Its lifecycle:
    opens it on demand, without that flag, and only the usage count, which
    authentication settles itself, is counted ahead.
 2. **Authentication** sets `token_presented` once a bearer token is presented
-   (well-formed or not), keeps in `counters` what its shared-cache round trip
-   counted ahead, and adds `Deprecation` and `Sunset` to `headers` for a key in
-   its grace period. When it refuses the key it settles `counters` at once.
+   (well-formed or not), `key_id` once the token names a key that exists (even
+   if it then refuses it: the key's activity counts refusals too), keeps in
+   `counters` what its shared-cache round trip counted ahead, and adds
+   `Deprecation` and `Sunset` to `headers` for a key in its grace period.
+   When it refuses the key it settles `counters` at once.
 3. **Throttles** claim from `counters` what was counted for them (or count for
    themselves), and add the `RateLimit-*` headers.
 4. **The exception handler** (config/errors.py) reads `token_presented` to
-   choose the `WWW-Authenticate` challenge of a refusal.
+   choose the `WWW-Authenticate` challenge of a refusal, and sets `error_code`.
 5. **Closed.** After the view, the middleware settles `counters` (counts
    nobody claimed go back: a permission refused the request before its
-   throttles ran) and copies `headers` onto the response.
+   throttles ran), copies `headers` onto the response, and counts the key's
+   activity (apikeys/activity.py) with the answer's outcome.
 
 A state is never shared between requests, and none outlives its request.
 """
@@ -42,6 +45,8 @@ class RequestState:
     token_presented: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     counters: Any = None  # apikeys.roundtrip.RequestCounters, once a round trip counted ahead
+    key_id: str | None = None
+    error_code: str | None = None
 
     def add_headers(self, headers: dict[str, str]) -> None:
         """Add headers for the response (the middleware copies them on)."""

@@ -220,6 +220,8 @@ KEYWARD_GITHUB_KEYS_URL = env.str(
 )
 # Usage counts reach the database in batches this often (0: only at shutdown).
 KEYWARD_USAGE_FLUSH_SECONDS = env.float("KEYWARD_USAGE_FLUSH_SECONDS", default=2.0)
+# Per key and hour: addresses, routes and outcomes, for leak investigations (docs/leaks.md).
+KEYWARD_KEY_ACTIVITY = env.bool("KEYWARD_KEY_ACTIVITY", default=True)
 KEYWARD_SCOPES = {
     "keys:read": "List and read the organisation's API keys.",
     "keys:write": "Create, update, rotate and revoke API keys.",
