@@ -4,15 +4,10 @@ One module per thing written: `organizations`, `memberships`, `invitations` and
 `users`. Callers import from here (`from orgs.services import membership_add`).
 """
 
-from orgs.services.invitations import (
-    invitation_accept,
-    invitation_create,
-    invitation_find,
-    invitation_revoke,
-)
+from orgs.selectors import free_slug, invitation_find  # reads, kept here for callers
+from orgs.services.invitations import invitation_accept, invitation_create, invitation_revoke
 from orgs.services.memberships import membership_add, membership_remove, membership_role_change
 from orgs.services.organizations import (
-    free_slug,
     organization_create,
     organization_lock,
     organization_update,

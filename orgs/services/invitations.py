@@ -16,18 +16,10 @@ from config.errors import Forbidden, NotFound, ValidationFailed
 from orgs import invitations
 from orgs.models import Invitation, Membership, Organization, User
 from orgs.roles import Permission
+from orgs.selectors import invitation_find, invitations_unanswered
 from orgs.services.memberships import _lock_to_assign, membership_add
 from orgs.services.organizations import _lock, _require
 from orgs.services.users import clean_email, user_create
-
-
-def _pending_invitations(organization: Organization, email: str):
-    return Invitation.objects.filter(
-        organization=organization,
-        email__iexact=email,
-        accepted_at__isnull=True,
-        revoked_at__isnull=True,
-    )
 
 
 @transaction.atomic
@@ -50,7 +42,7 @@ def invitation_create(
     if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
         raise ValidationFailed.on("email", f"{email} is already a member.")
     now = timezone.now()
-    _pending_invitations(organization, email).update(revoked_at=now)
+    invitations_unanswered(organization=organization, email=email).update(revoked_at=now)
     token = invitations.make_token()
     who = Actor.of(actor)
     invitation = Invitation.objects.create(
@@ -85,20 +77,6 @@ def invitation_create(
             lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email])
         )
     return invitation, token
-
-
-def invitation_find(token: str) -> Invitation | None:
-    """Return the pending invitation a token opens, or None (forged, old, used, withdrawn)."""
-    if not invitations.signature_is_valid(token):
-        return None
-    invitation = (
-        Invitation.objects.select_related("organization")
-        .filter(token_hash=invitations.hash_token(token))
-        .first()
-    )
-    if invitation is None or not invitation.is_pending:
-        return None
-    return invitation
 
 
 @transaction.atomic

@@ -7,12 +7,12 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
-from django.utils.text import slugify
 
 from audit.services import audit_record, diff
 from config.errors import Forbidden, NotFound, ValidationFailed
 from orgs.models import Membership, Organization, User
 from orgs.roles import Permission, Role, RolePolicy
+from orgs.selectors import membership_of
 
 
 def organization_lock(organization_id: int) -> Organization:
@@ -29,12 +29,6 @@ def _lock(organization: Organization) -> Organization:
     return organization_lock(organization.pk)
 
 
-def _membership_of(organization: Organization, user: Any) -> Membership | None:
-    if not isinstance(user, User):
-        return None
-    return Membership.objects.filter(organization=organization, user=user).first()
-
-
 def _require(organization: Organization, actor: Any, permission: Permission) -> RolePolicy:
     """Return the acting person's policy, refusing one without `permission`.
 
@@ -43,7 +37,7 @@ def _require(organization: Organization, actor: Any, permission: Permission) -> 
     """
     if not isinstance(actor, User):
         return organization.policy_for(Role.OWNER)
-    membership = _membership_of(organization, actor)
+    membership = membership_of(organization=organization, user=actor)
     if membership is None:
         raise NotFound()
     policy = organization.policy_for(membership.role)
@@ -135,13 +129,3 @@ def _on_access_changed(organization: Organization) -> None:
     from apikeys.cache import invalidate_when_committed
 
     invalidate_when_committed(organization.pk)
-
-
-def free_slug(name: str) -> str:
-    """Return a slug made from `name` that no organisation uses yet."""
-    base = slugify(name)[:40].strip("-") or "org"
-    slug, n = base, 1
-    while Organization.objects.filter(slug=slug).exists():
-        n += 1
-        slug = f"{base}-{n}"
-    return slug

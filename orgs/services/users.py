@@ -10,7 +10,8 @@ from django.db import IntegrityError, transaction
 
 from config.errors import ValidationFailed
 from orgs.models import Membership, Organization, User
-from orgs.services.organizations import free_slug, organization_create
+from orgs.selectors import free_slug
+from orgs.services.organizations import organization_create
 
 
 def clean_email(email: str) -> str:
