@@ -8,9 +8,10 @@ from django.db import transaction
 
 from audit.services import audit_record
 from config.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from orgs import hooks
 from orgs.models import Membership, Organization, User
 from orgs.roles import Permission, Role
-from orgs.services.organizations import _lock, _on_access_changed, _require
+from orgs.services.organizations import _lock, _require
 
 
 def _lock_to_assign(organization: Organization, actor: Any, role: str) -> Organization:
@@ -78,7 +79,7 @@ def membership_role_change(*, membership: Membership, role: str, actor: Any) -> 
         target=membership.user,
         changes={"role": {"before": before, "after": role}},
     )
-    _on_access_changed(organization)
+    hooks.access_changed(organization=organization)  # apikeys forgets its cached keys
     return membership
 
 
@@ -95,9 +96,8 @@ def membership_remove(*, membership: Membership, actor: Any) -> None:
         raise Forbidden("Only an owner can remove an owner.")
     if membership.role == Role.OWNER and _other_owners(organization, membership) == 0:
         raise Conflict("The organisation must keep at least one owner.")
-    from apikeys.services import api_key_revoke_personal
-
-    api_key_revoke_personal(organization=organization, owner=membership.user, actor=actor)
+    # apikeys revokes their personal keys here, in this transaction (orgs/hooks.py).
+    hooks.member_lost_access(organization=organization, user=membership.user, actor=actor)
     user = membership.user
     role = membership.role
     membership.delete()
@@ -108,4 +108,4 @@ def membership_remove(*, membership: Membership, actor: Any) -> None:
         target=user,
         changes={"role": {"before": role, "after": None}},
     )
-    _on_access_changed(organization)
+    hooks.access_changed(organization=organization)

@@ -10,7 +10,9 @@ from django.db import IntegrityError, transaction
 
 from audit.services import audit_record, diff
 from config.errors import Forbidden, NotFound, ValidationFailed
+from orgs import hooks
 from orgs.models import Membership, Organization, User
+from orgs.policy import clean_policy
 from orgs.roles import Permission, Role, RolePolicy
 from orgs.selectors import membership_of
 
@@ -97,8 +99,6 @@ def organization_create(*, name: str, slug: str, owner: User, actor: Any = None)
 @transaction.atomic
 def organization_update(*, organization: Organization, actor: Any, **fields: Any) -> Organization:
     """Change the organisation's name or policy fields and record what changed."""
-    from orgs.policy import clean_policy
-
     allowed = {"name", *Organization.POLICY_FIELDS}
     unknown = sorted(set(fields) - allowed)
     if unknown:
@@ -120,12 +120,5 @@ def organization_update(*, organization: Organization, actor: Any, **fields: Any
         target=organization,
         changes=changes,
     )
-    _on_access_changed(organization)
+    hooks.access_changed(organization=organization)  # apikeys forgets its cached keys
     return organization
-
-
-def _on_access_changed(organization: Organization) -> None:
-    """Tell every process that cached key state for this organisation is stale."""
-    from apikeys.cache import invalidate_when_committed
-
-    invalidate_when_committed(organization.pk)

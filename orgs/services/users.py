@@ -9,6 +9,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
 from config.errors import ValidationFailed
+from orgs import hooks
 from orgs.models import Membership, Organization, User
 from orgs.selectors import free_slug
 from orgs.services.organizations import organization_create
@@ -55,11 +56,10 @@ def user_signup(
 @transaction.atomic
 def user_deactivate(*, user: User, actor: Any) -> User:
     """Deactivate a person and revoke their personal keys in every organisation."""
-    from apikeys.services import api_key_revoke_personal
-
     user = User.objects.select_for_update().get(pk=user.pk)
     for membership in Membership.objects.filter(user=user).select_related("organization"):
-        api_key_revoke_personal(organization=membership.organization, owner=user, actor=actor)
+        # apikeys revokes their personal keys here, in this transaction (orgs/hooks.py).
+        hooks.member_lost_access(organization=membership.organization, user=user, actor=actor)
     if user.is_active:
         user.is_active = False
         user.save(update_fields=["is_active"])
