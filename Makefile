@@ -31,10 +31,11 @@ run: $(VENV)/.installed
 	DEBUG=1 $(BIN)/python manage.py seeddemo
 	DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:8000
 
-## test: install the development requirements and run every test.
+## test: install the development requirements, lint (ruff, import layers) and run every test.
 test: $(VENV)/.dev-installed $(VENV)/.browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(VENV)/.bench-installed: requirements.txt requirements-bench.txt | $(BIN)/python
@@ -56,9 +57,11 @@ bench-scale: $(VENV)/.bench-installed
 
 bench-all: bench bench-floor bench-scale
 
+## lint: ruff, and the import layers of docs/architecture.md (contracts in pyproject.toml).
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .

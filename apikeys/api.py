@@ -19,9 +19,8 @@ from apikeys.selectors import (
     api_keys_visible,
     key_activity_for,
     status_filter,
-    usage_by_key_and_day,
     usage_keys_worth_showing,
-    usage_on_day,
+    usage_report,
 )
 from apikeys.throttling import DailyQuotaThrottle, effective_rate
 from audit.api import InstantField
@@ -332,17 +331,13 @@ class UsageApi(KeyApi):
             request,
             view=self,
         )
-        usage = usage_by_key_and_day(
-            organization=organization, key_ids=[k.pk for k in keys], first=first, last=today
+        report = usage_report(
+            organization=organization, visible=visible, page=keys, first=first, last=today
         )
-        day_list = [first + timedelta(days=i) for i in range(self.days)]
         key_rows = []
         for key in keys:
             key.organization = organization
-            key_rows.append(_key_usage(key, day_list, usage.get(key.pk, {})))
-        requests_today, live_today = usage_on_day(
-            organization=organization, keys=visible, day=today
-        )
+            key_rows.append(_key_usage(key, report.days, report.by_key.get(key.pk, {})))
         limit = organization.daily_request_quota
         used = min(quota.used(organization), limit) if limit is not None else None
         return Response(
@@ -357,8 +352,8 @@ class UsageApi(KeyApi):
                 "to": today.isoformat(),
                 "today": {
                     "date": today.isoformat(),
-                    "requests": requests_today,
-                    "live_requests": live_today,
+                    "requests": report.requests_last_day,
+                    "live_requests": report.live_requests_last_day,
                 },
                 "quota": None
                 if limit is None

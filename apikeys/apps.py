@@ -9,9 +9,11 @@ class ApikeysConfig(AppConfig):
 
     def ready(self) -> None:
         from apikeys import checks  # noqa: F401  (registers the system checks)
+        from apikeys.receivers import connect_to_orgs
 
         if not settings.KEYWARD_PEPPER:
             # No key could be hashed or checked: refuse to start at all, under any server.
             raise ImproperlyConfigured(
                 "KEYWARD_PEPPER is not set. Set it in the environment (or DEBUG=1 on a laptop)."
             )
+        connect_to_orgs()  # revoke keys when a member loses access; forget cached keys

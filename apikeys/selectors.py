@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -108,6 +109,41 @@ def usage_on_day(
         requests=Sum("count"), live=Sum("count", filter=Q(key__environment="live"))
     )
     return totals["requests"] or 0, totals["live"] or 0
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Requests per key and UTC day for a page of keys, and the last day's totals."""
+
+    days: list[date]
+    by_key: dict[str, dict[date, int]]
+    requests_last_day: int
+    live_requests_last_day: int
+
+
+def usage_report(
+    *,
+    organization: Organization,
+    visible: QuerySet[APIKey],
+    page: list[APIKey],
+    first: date,
+    last: date,
+) -> UsageReport:
+    """Return the usage of the `page` keys from `first` to `last`, and `last`'s totals.
+
+    The per-day figures cover the page; the totals of the last day cover every
+    key in `visible`, whatever page the caller is on. Two queries.
+    """
+    by_key = usage_by_key_and_day(
+        organization=organization, key_ids=[key.pk for key in page], first=first, last=last
+    )
+    requests, live = usage_on_day(organization=organization, keys=visible, day=last)
+    return UsageReport(
+        days=[first + timedelta(days=i) for i in range((last - first).days + 1)],
+        by_key=by_key,
+        requests_last_day=requests,
+        live_requests_last_day=live,
+    )
 
 
 def top_offenders(*, since: datetime, limit: int = 20) -> list[tuple[str, int, datetime]]:

@@ -13,10 +13,10 @@ from rest_framework.throttling import BaseThrottle
 
 from apikeys.counters import incr_with_ttl
 from apikeys.models import APIKey, Environment
-from apikeys.rates import MalformedRate, Rate, parse_rate
 from apikeys.request_state import request_state
 from apikeys.roundtrip import claim
 from config.errors import QuotaExceeded, RateLimited
+from config.rates import MalformedRate, Rate, parse_rate
 from orgs.models import Organization
 
 logger = logging.getLogger("keyward.throttling")

@@ -9,8 +9,8 @@ from typing import Any
 from django.utils import timezone
 
 from apikeys.models import Environment
-from apikeys.rates import MalformedRate, parse_rate
 from config.errors import ValidationFailed
+from config.rates import MalformedRate, parse_rate
 from orgs import scopes as scope_registry
 from orgs.models import Organization
 

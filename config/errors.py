@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
@@ -18,20 +18,48 @@ RETRY_AFTER_UNAVAILABLE = 5
 
 
 class KeywardError(Exception):
-    """An error with a status and a code from DESIGN §5, raised by services and views."""
+    """An error with a status and a code from DESIGN §5, raised by services and views.
 
-    status = 400
-    code = "validation_error"
-    default_message = "The request is not valid."
+    Each code has exactly one subclass below, which sets `status`, `code` and
+    `default_message`; `error_classes()` lists them, and the OpenAPI description
+    takes its list of codes from there. Raise a subclass, never this class.
+    """
+
+    status: ClassVar[int]
+    code: ClassVar[str]
+    default_message: ClassVar[str] = "The request is not valid."
 
     def __init__(self, message: str | None = None, **extra: Any) -> None:
+        if not hasattr(type(self), "code"):
+            raise TypeError(f"{type(self).__name__} has no error code; raise a subclass.")
         self.message = message or self.default_message
         self.extra = extra
         super().__init__(self.message)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        code = cls.__dict__.get("code")
+        if code is None:
+            return
+        if code in _CLASSES:
+            raise TypeError(f"{cls.__name__} repeats the code {code} of {_CLASSES[code].__name__}.")
+        _CLASSES[code] = cls
+
+
+_CLASSES: dict[str, type[KeywardError]] = {}
+
+
+def error_classes() -> list[type[KeywardError]]:
+    """Return the class of every error code, by status, in the order they are defined."""
+    return sorted(_CLASSES.values(), key=lambda cls: cls.status)
+
 
 class ValidationFailed(KeywardError):
-    """Bad input; `fields` maps a field name to its messages."""
+    """Bad input, or a body that is not JSON; `fields` maps a field name to its messages."""
+
+    status = 400
+    code = "validation_error"
+    default_message = "The request is not valid."
 
     def __init__(self, message: str | None = None, *, fields: dict[str, list[str]] | None = None):
         extra = {"fields": fields} if fields else {}
@@ -44,6 +72,8 @@ class ValidationFailed(KeywardError):
 
 
 class KeyInUrl(KeywardError):
+    """A token appeared in the query string."""
+
     status = 400
     code = "key_in_url"
     default_message = (
@@ -53,30 +83,40 @@ class KeyInUrl(KeywardError):
 
 
 class MissingKey(KeywardError):
+    """No bearer credentials."""
+
     status = 401
     code = "missing_key"
     default_message = "No API key was provided. Send it as 'Authorization: Bearer <key>'."
 
 
 class InvalidKey(KeywardError):
+    """Malformed, bad checksum, unknown, wrong secret, or revoked."""
+
     status = 401
     code = "invalid_key"
     default_message = "The API key is not valid."
 
 
 class ExpiredKey(KeywardError):
+    """Past its expiry, or its rotation grace period ended."""
+
     status = 401
     code = "expired_key"
     default_message = "The API key has expired."
 
 
 class InvalidSignature(KeywardError):
+    """A signed request whose signature is missing, malformed, stale or wrong."""
+
     status = 401
     code = "invalid_signature"
-    default_message = "The request's signature does not verify."
+    default_message = "The request's signature is not valid."
 
 
 class MissingScope(KeywardError):
+    """The key lacks a required scope; adds `required_scopes`."""
+
     status = 403
     code = "missing_scope"
 
@@ -86,6 +126,8 @@ class MissingScope(KeywardError):
 
 
 class ScopeNotAllowed(KeywardError):
+    """Asked to grant scopes beyond the caller's own; adds `scopes`."""
+
     status = 403
     code = "scope_not_allowed"
 
@@ -95,42 +137,104 @@ class ScopeNotAllowed(KeywardError):
 
 
 class Forbidden(KeywardError):
+    """The caller's role or key does not allow this change."""
+
     status = 403
     code = "forbidden"
     default_message = "You are not allowed to do this."
 
 
 class IpNotAllowed(KeywardError):
+    """The client address is outside the key's `allowed_ips`."""
+
     status = 403
     code = "ip_not_allowed"
     default_message = "This key may not be used from your address."
 
 
+class OriginNotAllowed(KeywardError):
+    """The request's `Origin` is not one the key allows."""
+
+    status = 403
+    code = "origin_not_allowed"
+    default_message = "This key may not be used from this origin."
+
+
+class PublishableKeyNotAllowed(KeywardError):
+    """A publishable key was sent to an endpoint that needs a secret key."""
+
+    status = 403
+    code = "publishable_key_not_allowed"
+    default_message = "A publishable key cannot be used here. Use a secret key."
+
+
+class ResourceNotAllowed(KeywardError):
+    """The key is limited to other resources than the one asked for."""
+
+    status = 403
+    code = "resource_not_allowed"
+    default_message = "This key may not be used on this resource."
+
+
 class QuotaExceeded(KeywardError):
+    """The organisation's daily quota is used up (live keys only)."""
+
     status = 403
     code = "quota_exceeded"
     default_message = "The organisation's daily request quota is used up."
 
 
 class NotFound(KeywardError):
+    """No such object in the caller's organisation, or no such API path."""
+
     status = 404
     code = "not_found"
     default_message = "Not found."
 
 
+class MethodNotAllowed(KeywardError):
+    """The path exists, the method does not."""
+
+    status = 405
+    code = "method_not_allowed"
+    default_message = "This method is not allowed here."
+
+
+class NotAcceptable(KeywardError):
+    """The `Accept` header asks for a format the API does not answer in."""
+
+    status = 406
+    code = "not_acceptable"
+    default_message = "The API answers in JSON only."
+
+
 class Conflict(KeywardError):
+    """The change conflicts with the current state (a member already there, the last owner)."""
+
     status = 409
     code = "conflict"
     default_message = "The request conflicts with the current state."
 
 
 class KeyRevoked(KeywardError):
+    """The change needs a key that is not revoked or expired."""
+
     status = 409
     code = "key_revoked"
     default_message = "This key is revoked or expired and can no longer be changed."
 
 
+class PayloadTooLarge(KeywardError):
+    """The request body is larger than the API accepts."""
+
+    status = 413
+    code = "payload_too_large"
+    default_message = "The request body is too large."
+
+
 class RateLimited(KeywardError):
+    """The key's rate limit, or too many invalid keys; with `Retry-After` in seconds."""
+
     status = 429
     code = "rate_limited"
     default_message = "Too many requests."
@@ -140,7 +244,17 @@ class RateLimited(KeywardError):
         self.retry_after = max(1, int(retry_after))
 
 
+class InternalError(KeywardError):
+    """Something failed on the server; the request id finds it in the logs."""
+
+    status = 500
+    code = "internal_error"
+    default_message = "Something went wrong on our side. The request id helps us find it."
+
+
 class Unavailable(KeywardError):
+    """The database cannot be reached; with `Retry-After` in seconds."""
+
     status = 503
     code = "unavailable"
     default_message = "The service is temporarily unavailable. Try again shortly."
@@ -196,7 +310,7 @@ def _flatten(detail: Any) -> list[str]:
     return [str(detail)]
 
 
-def _translate(exc: Exception) -> KeywardError | None:
+def as_keyward_error(exc: Exception) -> KeywardError | None:
     """Map DRF's and Django's exceptions to a KeywardError, or None if unknown."""
     if isinstance(exc, KeywardError):
         return exc
@@ -217,13 +331,9 @@ def _translate(exc: Exception) -> KeywardError | None:
     if isinstance(exc, drf.NotFound | Http404):
         return NotFound()
     if isinstance(exc, drf.MethodNotAllowed):
-        error = KeywardError(str(exc.detail))
-        error.status, error.code = 405, "method_not_allowed"
-        return error
+        return MethodNotAllowed(str(exc.detail))
     if isinstance(exc, drf.NotAcceptable):
-        error = KeywardError(str(exc.detail))
-        error.status, error.code = 406, "not_acceptable"
-        return error
+        return NotAcceptable(str(exc.detail))
     if isinstance(exc, OperationalError | InterfaceError):
         return Unavailable()
     if isinstance(exc, DatabaseError) and _looks_like_lost_connection(exc):
@@ -238,11 +348,10 @@ def _looks_like_lost_connection(exc: DatabaseError) -> bool:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """Render every exception raised in an API view as the JSON error shape."""
-    error = _translate(exc)
+    error = as_keyward_error(exc)
     if error is None:
         logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
-        error = KeywardError("Something went wrong on our side. The request id helps us find it.")
-        error.status, error.code = 500, "internal_error"
+        error = InternalError()
     elif isinstance(error, Unavailable):
         logger.warning("Database unavailable: %s", type(exc).__name__)
     request = context.get("request")
@@ -276,9 +385,7 @@ def handler404(request: HttpRequest, exception: Exception | None = None):
 def handler500(request: HttpRequest):
     """Answer a crash with JSON on the API, never with a traceback."""
     if _is_api(request):
-        error = KeywardError("Something went wrong on our side. The request id helps us find it.")
-        error.status, error.code = 500, "internal_error"
-        return error_response(error)
+        return error_response(InternalError())
     from django.views.defaults import server_error
 
     return server_error(request)

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from config.context import RequestContext, reset_context, set_context
-from config.errors import KeyInUrl, Unavailable, error_response
+from config.errors import KeyInUrl, Unavailable, as_keyward_error, error_response
 from config.net import client_ip
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -58,9 +58,9 @@ class RequestIdMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception):
         """Answer a lost database on the API with 503 rather than a crash page."""
-        from config.errors import _translate
-
-        if request.path.startswith("/api/") and isinstance(_translate(exception), Unavailable):
+        if request.path.startswith("/api/") and isinstance(
+            as_keyward_error(exception), Unavailable
+        ):
             return error_response(Unavailable())
         return None
 

@@ -23,12 +23,10 @@ from rest_framework import serializers
 
 from apikeys.authentication import APIKeyAuthentication
 from apikeys.permissions import HasScope
+from config.errors import error_classes
 
-ERROR_CODES = (
-    "validation_error, key_in_url, missing_key, invalid_key, expired_key, missing_scope, "
-    "scope_not_allowed, ip_not_allowed, quota_exceeded, not_found, method_not_allowed, "
-    "key_revoked, rate_limited, unavailable"
-)
+# Every code the API can answer, from the one class per code in config/errors.py.
+ERROR_CODES = ", ".join(error.code for error in error_classes())
 
 
 class ErrorDetailSerializer(serializers.Serializer):

@@ -14,17 +14,7 @@ from django.views.generic.base import ContextMixin
 from config.errors import KeywardError
 from orgs.models import Membership, Organization
 from orgs.roles import Permission, RolePolicy
-
-
-def memberships_of(user: Any) -> list[Membership]:
-    """Return the person's memberships, by organisation name, for the switcher."""
-    if not getattr(user, "is_authenticated", False):
-        return []
-    return list(
-        Membership.objects.filter(user=user)
-        .select_related("organization")
-        .order_by("organization__name", "organization__slug")
-    )
+from orgs.selectors import membership_by_slug
 
 
 class OrgPageMixin(LoginRequiredMixin, ContextMixin):
@@ -45,11 +35,7 @@ class OrgPageMixin(LoginRequiredMixin, ContextMixin):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any):
         if not request.user.is_authenticated:
             return self.handle_no_permission()
-        membership = (
-            Membership.objects.select_related("organization")
-            .filter(organization__slug=kwargs.get("slug"), user=request.user)
-            .first()
-        )
+        membership = membership_by_slug(user=request.user, slug=kwargs.get("slug"))
         if membership is None:
             raise Http404("No such organisation.")
         self.membership = membership

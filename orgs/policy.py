@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from apikeys.rates import MalformedRate, parse_rate
 from config.errors import ValidationFailed
+from config.rates import MalformedRate, parse_rate
 from orgs.models import LeakResponse
 
 MAX_LIFETIME_DAYS = 3650

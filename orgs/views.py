@@ -24,10 +24,18 @@ from orgs.forms import (
     RoleForm,
     SignupForm,
 )
-from orgs.mixins import OrgPageMixin, memberships_of, no_store, show_errors
+from orgs.mixins import OrgPageMixin, no_store, show_errors
 from orgs.models import Invitation, Membership, Organization, User
 from orgs.nonces import nonce_consume, nonce_issue
 from orgs.roles import Permission, Role, RolePolicy
+from orgs.selectors import (
+    free_slug,
+    invitation_find,
+    invitations_pending,
+    membership_by_slug,
+    memberships_of,
+    organization_members,
+)
 
 AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -59,11 +67,7 @@ def org_home(request: HttpRequest, slug: str) -> HttpResponse:
     """Open an organisation at the first page the visitor may see."""
     if not request.user.is_authenticated:
         return redirect(f"{reverse('login')}?next={request.path}")
-    membership = (
-        Membership.objects.select_related("organization")
-        .filter(organization__slug=slug, user=request.user)
-        .first()
-    )
+    membership = membership_by_slug(user=request.user, slug=slug)
     if membership is None:
         raise Http404("No such organisation.")
     url = first_page_for(membership)
@@ -111,7 +115,7 @@ class OrganizationCreateView(LoginRequiredMixin, FormView):
         try:
             organization = services.organization_create(
                 name=name,
-                slug=form.cleaned_data["slug"] or services.free_slug(name),
+                slug=form.cleaned_data["slug"] or free_slug(name),
                 owner=self.request.user,
             )
         except KeywardError as error:
@@ -134,12 +138,7 @@ class MembersView(OrgPageMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         assignable = _assignable(self.policy)
         rows = []
-        memberships = (
-            Membership.objects.filter(organization=self.organization)
-            .select_related("user")
-            .order_by("created_at", "pk")
-        )
-        for membership in memberships:
+        for membership in organization_members(organization=self.organization):
             manageable = self.policy.can_manage_member(membership.role)
             rows.append(
                 {
@@ -157,12 +156,7 @@ class MembersView(OrgPageMixin, TemplateView):
             )
         invitations = [
             {"invitation": invitation, "can_withdraw": self.policy.can_assign(invitation.role)}
-            for invitation in Invitation.objects.filter(
-                organization=self.organization,
-                accepted_at__isnull=True,
-                revoked_at__isnull=True,
-            ).order_by("-created_at")
-            if invitation.is_pending
+            for invitation in invitations_pending(organization=self.organization)
         ]
         form = kwargs.get("invite_form") or InviteForm(assignable=assignable)
         if not form.is_bound:
@@ -314,7 +308,7 @@ class InvitationAcceptView(View):
         return no_store(render(self.request, self.template_name, context, status=status))
 
     def find(self, token: str) -> Invitation:
-        invitation = services.invitation_find(token)
+        invitation = invitation_find(token)
         if invitation is None:
             raise Http404("This invitation link is not valid.")
         return invitation

@@ -8,11 +8,11 @@ from django.core.cache.backends.redis import RedisCache
 from redis.connection import AbstractConnection
 
 from apikeys.cache import verified_keys
-from apikeys.rates import parse_rate
 from apikeys.services import api_key_revoke, api_key_update
 from apikeys.throttling import DailyQuotaThrottle, KeyRateThrottle
 from apikeys.usage import usage_counter
 from audit.actors import Actor
+from config.rates import parse_rate
 from orgs.services import organization_update
 
 SYSTEM = Actor.system("test")

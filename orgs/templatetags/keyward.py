@@ -6,7 +6,7 @@ from django import template
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from orgs.mixins import memberships_of
+from orgs.selectors import memberships_of
 
 register = template.Library()
 
