@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from apikeys.activity import key_activity
 from apikeys.cache import verified_keys
 from apikeys.services import api_key_create
 from audit.actors import Actor
@@ -25,6 +26,7 @@ def _fresh_caches():
 
     verified_keys.clear()
     cache.clear()
+    key_activity.discard()
     yield
     verified_keys.clear()
 

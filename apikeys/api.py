@@ -14,14 +14,16 @@ from rest_framework.views import APIView
 
 from apikeys import api_docs as docs
 from apikeys import services
-from apikeys.models import APIKey, Environment
+from apikeys.models import APIKey, Environment, KeyActivity
 from apikeys.selectors import (
     api_keys_visible,
+    key_activity_for,
     status_filter,
     usage_keys_worth_showing,
     usage_report,
 )
 from apikeys.throttling import DailyQuotaThrottle, effective_rate
+from audit.api import InstantField
 from config.errors import NotFound, ValidationFailed
 from config.openapi import error_response
 from config.pagination import NewestFirstPagination
@@ -243,6 +245,51 @@ class KeyRotateApi(KeyApi):
             {"key": key_payload(new), "token": token, "previous": key_payload(old)},
             status=201,
         )
+
+
+class KeyActivityPagination(NewestFirstPagination):
+    ordering = ("-hour", "-count", "address", "route")
+
+
+def activity_payload(row: KeyActivity) -> dict[str, Any]:
+    return {
+        "hour": _iso(row.hour),
+        "address": row.address,
+        "route": row.route,
+        "outcome": row.outcome,
+        "count": row.count,
+    }
+
+
+class KeyActivityApi(KeyApi):
+    """What a key did, per hour: addresses, routes and outcomes, for 30 days."""
+
+    required_scopes = ["keys:read"]
+
+    class FilterSerializer(serializers.Serializer):
+        since = InstantField(required=False)
+        until = InstantField(required=False)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            since, until = attrs.get("since"), attrs.get("until")
+            if since is not None and until is not None and until <= since:
+                raise serializers.ValidationError({"until": ["Must be later than since."]})
+            return attrs
+
+    @extend_schema(
+        operation_id="keys_activity",
+        summary="A key's activity per hour: client addresses, routes and outcomes",
+        parameters=docs.KEY_ACTIVITY_PARAMETERS,
+        responses=docs.KeyActivityListOutputSerializer,
+    )
+    def get(self, request: Request, key_id: str) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        key = self.get_key(request, key_id)
+        rows = key_activity_for(key=key, **filters.validated_data)
+        paginator = KeyActivityPagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response([activity_payload(row) for row in page])
 
 
 class KeyRevokeApi(KeyApi):

@@ -85,6 +85,35 @@ KEY_LIST_PARAMETERS = [
 ]
 
 
+KEY_ACTIVITY_PARAMETERS = [
+    OpenApiParameter("since", str, description="ISO 8601 time or date: hours that end after it."),
+    OpenApiParameter(
+        "until", str, description="ISO 8601 time or date: hours that start before it."
+    ),
+    OpenApiParameter("cursor", str, description="The cursor from a previous page's `next`."),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": 200},
+        description="Rows per page, 1 to 200 (default 50).",
+    ),
+]
+
+
+class KeyActivitySerializer(serializers.Serializer):
+    hour = serializers.DateTimeField(help_text="The start of the UTC hour.")
+    address = serializers.CharField(
+        help_text='The client address; "other" for addresses past the 100th in the hour.'
+    )
+    route = serializers.CharField(help_text="The URL pattern, like /api/v1/keys/{key_id}.")
+    outcome = serializers.CharField(help_text='"allowed", or the error code of the answer.')
+    count = serializers.IntegerField(min_value=1)
+
+
+class KeyActivityListOutputSerializer(serializers.Serializer):
+    results = KeyActivitySerializer(many=True)
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null.")
+
+
 class UsageDaySerializer(serializers.Serializer):
     date = serializers.DateField()
     requests = serializers.IntegerField(min_value=0)

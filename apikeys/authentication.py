@@ -18,6 +18,7 @@ from apikeys import tokens
 from apikeys.abuse import InvalidKeyGuard
 from apikeys.cache import read_generation, verified_keys
 from apikeys.models import APIKey, Status
+from apikeys.request_state import request_state
 from apikeys.roundtrip import USAGE, SharedRoundTrip, claim, settle
 from apikeys.usage import usage_counter
 from config.errors import ExpiredKey, InvalidKey, IpNotAllowed, KeywardError, RateLimited
@@ -143,7 +144,7 @@ class APIKeyAuthentication(BaseAuthentication):
             if len(parts) == 1 and parts[0].startswith(f"{tokens.brand()}_"):
                 return self._reject(request, InvalidKey("Send the key as 'Bearer <key>'."))
             return None  # another scheme: another authenticator's business
-        request._keyward_token_presented = True
+        request_state(request).token_presented = True
         if len(parts) != 2:
             return self._reject(request, InvalidKey())
         try:
@@ -169,6 +170,7 @@ class APIKeyAuthentication(BaseAuthentication):
         if state is None:
             return self._reject(request, InvalidKey())
         key = state.key
+        request_state(request).key_id = key.pk
         matches, needs_upgrade = tokens.check_hash(parsed.token, key.secret_hash)
         if not matches or key.environment != parsed.environment:
             return self._reject(request, InvalidKey())
@@ -187,12 +189,8 @@ class APIKeyAuthentication(BaseAuthentication):
             raise APIKeyRejected(IpNotAllowed())
         key._effective_scopes = key.effective_scopes_for(state.owner_role)
         if status == Status.SUPERSEDED:
-            self._add_headers(
-                request,
-                {
-                    "Deprecation": "true",
-                    "Sunset": http_date(key.expires_at.timestamp()),
-                },
+            request_state(request).add_headers(
+                {"Deprecation": "true", "Sunset": http_date(key.expires_at.timestamp())}
             )
         self._touch(request, key, address, now)
         user = key.owner if key.owner_id is not None else OrganizationServiceUser(key.organization)
@@ -266,10 +264,3 @@ class APIKeyAuthentication(BaseAuthentication):
         key.last_used_at = now
         key.last_used_ip = address
         self.cache.note_use(key.pk, now, address)
-
-    @staticmethod
-    def _add_headers(request, headers: dict[str, str]) -> None:
-        target = getattr(request, "_request", request)
-        existing = getattr(target, "keyward_headers", None) or {}
-        existing.update(headers)
-        target.keyward_headers = existing

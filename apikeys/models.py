@@ -65,6 +65,11 @@ class APIKey(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    leaked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the key was reported as found in public (see docs/leaks.md).",
+    )
     revoked_by = models.CharField(max_length=254, blank=True)
     replaced_by = models.OneToOneField(
         "self",
@@ -241,3 +246,37 @@ class FailedKeyAttempts(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} at {self.minute:%Y-%m-%d %H:%M}: {self.count}"
+
+
+class KeyActivity(models.Model):
+    """What one key was used for in one hour: from where, on which route, with what answer.
+
+    Gathered in memory by each process and written with the usage batches
+    (apikeys/activity.py), never a write per request; kept 30 days. Refused
+    presentations of a known key (wrong secret, revoked, expired) count too:
+    they are what an investigation of a leak looks for.
+    """
+
+    OTHER_ADDRESSES = "other"
+
+    key = models.ForeignKey(APIKey, on_delete=models.CASCADE, related_name="activity")
+    hour = models.DateTimeField(help_text="The start of the UTC hour.")
+    address = models.CharField(
+        max_length=64, help_text='The client address, or "other" past 100 in one hour.'
+    )
+    route = models.CharField(max_length=200, help_text="The URL pattern, not the raw path.")
+    outcome = models.CharField(max_length=64, help_text='"allowed", or the error code.')
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "key activity"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key", "hour", "address", "route", "outcome"],
+                name="apikeys_activity_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["hour"], name="apikeys_activity_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} {self.hour:%Y-%m-%d %H:00} {self.address} {self.route}"

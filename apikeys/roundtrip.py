@@ -5,8 +5,8 @@ generation (apikeys/cache.py) and, if the key is still good, adds to its usage
 count, its rate-limit window and its organisation's daily quota. With Redis
 these are one pipeline on the generations' connection, planned from the cached
 state before the generation says whether that state still holds. What was
-counted waits on the request (`keyward_counters`) for the code that would have
-counted it (authentication's usage count, the throttles); a count nobody
+counted waits in the request's state (apikeys/request_state.py) for the code
+that would have counted it (authentication's usage count, the throttles); a count nobody
 claims — the reloaded key was refused, its limits changed, a permission
 refused the request before its throttles ran — is given back by `settle()`,
 one more round trip on those rare paths only. With any other cache, or when
@@ -20,17 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
-
 from apikeys.cache import generation_backend, read_generation, read_generation_with, shared_commands
 from apikeys.counters import backend_of, incr_commands
+from apikeys.request_state import existing_state, request_state
 
 logger = logging.getLogger("keyward.roundtrip")
 
 USAGE = "usage"
-# The middleware that settles what a refused request's round trip counted; without it
-# only the usage count (which authentication settles itself) joins the round trip.
-SETTLING_MIDDLEWARE = "apikeys.middleware.KeyResponseHeadersMiddleware"
 
 
 @dataclass
@@ -70,21 +66,19 @@ class RequestCounters:
             logger.warning("Shared cache unreachable; a refused request's counts stay counted.")
 
 
-def _counters(request: Any) -> RequestCounters | None:
-    return getattr(getattr(request, "_request", request), "keyward_counters", None)
-
-
 def claim(request: Any, name: str) -> int | None:
     """Return what the request's round trip counted under `name` (now the caller's), or None."""
-    counters = _counters(request)
-    return None if counters is None else counters.claim(name)
+    state = existing_state(request)
+    if state is None or state.counters is None:
+        return None
+    return state.counters.claim(name)
 
 
 def settle(request: Any) -> None:
     """Give back what the request's round trip counted and nobody claimed."""
-    counters = _counters(request)
-    if counters is not None:
-        counters.settle()
+    state = existing_state(request)
+    if state is not None:
+        state.settle()
 
 
 class SharedRoundTrip:
@@ -123,13 +117,18 @@ class SharedRoundTrip:
         for name, sent, undo in planned:
             counters.counted[name] = _Counted(int(replies[position]), undo)
             position += len(sent)
-        getattr(request, "_request", request).keyward_counters = counters
+        request_state(request).counters = counters
         return generation
 
     @staticmethod
     def _throttles(request: Any) -> list[Any]:
-        """Return the request's view's throttles that can count in the round trip."""
+        """Return the request's view's throttles that can count in the round trip.
+
+        Only when the request's state is closed by the middleware, which gives back
+        what a throttle that never ran did not claim (apikeys/request_state.py).
+        """
         view = (getattr(request, "parser_context", None) or {}).get("view")
-        if view is None or SETTLING_MIDDLEWARE not in settings.MIDDLEWARE:
+        state = existing_state(request)
+        if view is None or state is None or not state.closes_at_response:
             return []
         return [cls() for cls in view.throttle_classes if hasattr(cls, "shared_counter")]

@@ -27,7 +27,22 @@ class Finding:
         return self.token.prefix
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.prefix}_… (a Keyward API key)"
+        return f"{self.path}:{self.line}: {self.prefix}_… (a Keyward API key; checksum valid)"
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    """Text of exactly a token's shape whose checksum fails: a placeholder or a typo."""
+
+    path: str
+    line: int
+    prefix: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}:{self.line}: {self.prefix}_… (shaped like a Keyward API key, but its "
+            "checksum fails: a placeholder or a mistyped key, not a usable one)"
+        )
 
 
 def _token_length() -> int:
@@ -45,12 +60,25 @@ def tokens_in(text: str) -> Iterator[tokens.ParsedToken]:
                 break
 
 
-def scan_file(path: Path) -> Iterator[Finding]:
-    """Yield the tokens in one file, text or binary, line by line."""
+def near_misses_in(text: str) -> Iterator[str]:
+    """Yield the prefix of every token-shaped string in `text` whose checksum fails."""
+    pattern = tokens.token_pattern()
+    length = _token_length()
+    for match in tokens.token_search_pattern().finditer(text):
+        candidate = match.group(0)[:length]
+        if pattern.match(candidate) and not tokens.looks_like_token(candidate):
+            yield candidate[: candidate.rindex("_")]
+
+
+def scan_file(path: Path) -> Iterator[Finding | NearMiss]:
+    """Yield the tokens, and the token-shaped near misses, in one file, line by line."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            for token in tokens_in(raw.decode("latin-1")):
+            text = raw.decode("latin-1")
+            for token in tokens_in(text):
                 yield Finding(str(path), number, token)
+            for prefix in near_misses_in(text):
+                yield NearMiss(str(path), number, prefix)
 
 
 def files_under(paths: Iterable[str]) -> Iterator[Path]:
@@ -68,6 +96,6 @@ def files_under(paths: Iterable[str]) -> Iterator[Path]:
             yield path
 
 
-def scan(paths: Iterable[str]) -> list[Finding]:
-    """Return every token found in `paths`."""
+def scan(paths: Iterable[str]) -> list[Finding | NearMiss]:
+    """Return every token, and every near miss, found in `paths`."""
     return [finding for path in files_under(paths) for finding in scan_file(path)]

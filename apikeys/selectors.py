@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Sum
+from django.db.models import Exists, Max, Min, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
-from apikeys.models import APIKey, FailedKeyAttempts, KeyUsageDay, Status
+from apikeys.models import APIKey, FailedKeyAttempts, KeyActivity, KeyUsageDay, Status
 from config.errors import ValidationFailed
 from orgs.models import Membership, Organization, User
 from orgs.roles import Permission
@@ -155,3 +155,33 @@ def top_offenders(*, since: datetime, limit: int = 20) -> list[tuple[str, int, d
         .order_by("-failures", "address")[:limit]
     )
     return [(row["address"], row["failures"], row["last_seen"]) for row in rows]
+
+
+def key_activity_for(
+    *, key: APIKey, since: datetime | None = None, until: datetime | None = None
+) -> QuerySet[KeyActivity]:
+    """Return the key's activity rows, newest hour first, within [since, until)."""
+    rows = KeyActivity.objects.filter(key=key)
+    if since is not None:
+        rows = rows.filter(hour__gt=since - timedelta(hours=1))  # hours that overlap since
+    if until is not None:
+        rows = rows.filter(hour__lt=until)
+    return rows.order_by("-hour", "-count", "address", "route")
+
+
+def key_activity_summary(*, key: APIKey, since: datetime | None = None) -> dict[str, list]:
+    """Return the key's addresses and routes with their totals, busiest first (for people)."""
+    rows = key_activity_for(key=key, since=since)
+    addresses = (
+        rows.order_by()
+        .values("address")
+        .annotate(total=Sum("count"), first_hour=Min("hour"), last_hour=Max("hour"))
+        .order_by("-total", "address")
+    )
+    routes = (
+        rows.order_by()
+        .values("route", "outcome")
+        .annotate(total=Sum("count"))
+        .order_by("-total", "route", "outcome")
+    )
+    return {"addresses": list(addresses), "routes": list(routes)}

@@ -22,7 +22,7 @@ from config.errors import (
     ValidationFailed,
 )
 from orgs import scopes as scope_registry
-from orgs.models import Membership, Organization, User
+from orgs.models import LeakResponse, Membership, Organization, User
 from orgs.roles import Permission, scope_ceiling
 from orgs.services import organization_lock
 
@@ -368,3 +368,37 @@ def api_key_revoke_personal(*, organization: Organization, owner: User, actor: A
     for key in keys:
         _revoke(key, actor, now, reason="owner lost access")
     return len(keys)
+
+
+@transaction.atomic
+def api_key_leak_report(*, key: APIKey, reporter: str, url: str = "", source: str = "") -> bool:
+    """Handle a key found in public: flag it, record where, and revoke it unless told not to.
+
+    `reporter` is `github` or the reporting address; `url` and `source` say where the
+    key was found. Return whether this report changed anything: a key already reported,
+    revoked or expired is left as it is, so a second report of the same key is a no-op.
+    The organisation's `leak_response` policy decides between revoking at once (the
+    default) and leaving the key active, flagged, for its people to rotate.
+    """
+    now = _now()
+    key = _locked(key)
+    if key.leaked_at is not None or key.status_at(now) in (Status.REVOKED, Status.EXPIRED):
+        return False
+    actor = Actor.system("leak report")
+    key.leaked_at = now
+    key.save(update_fields=["leaked_at", "updated_at"])
+    audit_record(
+        organization_id=key.organization_id,
+        action="api_key.leaked",
+        actor=actor,
+        target=key,
+        changes={
+            "leaked_at": {"before": None, "after": now.isoformat()},
+            "reporter": {"before": None, "after": reporter},
+            "url": {"before": None, "after": url or None},
+            "source": {"before": None, "after": source or None},
+        },
+    )
+    if key.organization.leak_response == LeakResponse.REVOKE:
+        _revoke(key, actor, now, reason="leaked")
+    return True

@@ -13,6 +13,7 @@ from rest_framework.throttling import BaseThrottle
 
 from apikeys.counters import incr_with_ttl
 from apikeys.models import APIKey, Environment
+from apikeys.request_state import request_state
 from apikeys.roundtrip import claim
 from config.errors import QuotaExceeded, RateLimited
 from config.rates import MalformedRate, Rate, parse_rate
@@ -35,14 +36,6 @@ def effective_rate(key: APIKey) -> tuple[Rate, str] | None:
     except MalformedRate:
         logger.error("Ignoring the malformed rate %r of key %s.", text, key.pk)
         return None
-
-
-def add_key_headers(request: Any, headers: dict[str, str]) -> None:
-    """Add headers that KeyResponseHeadersMiddleware copies onto the response."""
-    target = getattr(request, "_request", request)
-    existing = getattr(target, "keyward_headers", None) or {}
-    existing.update(headers)
-    target.keyward_headers = existing
 
 
 class KeyRateThrottle(BaseThrottle):
@@ -79,7 +72,7 @@ class KeyRateThrottle(BaseThrottle):
                 logger.warning("Shared cache unreachable; rate limits are not being enforced.")
                 return True
         reset = self.seconds_to_reset(rate, now)
-        add_key_headers(request, self.headers(rate, count, reset))
+        request_state(request).add_headers(self.headers(rate, count, reset))
         if count > rate.limit:
             self.wait_seconds = reset
             raise RateLimited(

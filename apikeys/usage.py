@@ -283,16 +283,24 @@ def _flush_failed_attempts() -> None:
     failed_attempts.flush()
 
 
+def _flush_activity() -> None:
+    from apikeys.activity import key_activity
+
+    key_activity.flush()
+
+
 def flush_all() -> None:
     """Write every count this process holds or can claim, even this minute's; at shutdown."""
     from apikeys.abuse import failed_attempts
 
-    final = BackgroundFlusher([usage_counter.flush, lambda: failed_attempts.flush(everything=True)])
+    final = BackgroundFlusher(
+        [usage_counter.flush, lambda: failed_attempts.flush(everything=True), _flush_activity]
+    )
     final.flush_now()
 
 
 usage_counter = UsageCounter()
-flusher = BackgroundFlusher([usage_counter.flush, _flush_failed_attempts])
+flusher = BackgroundFlusher([usage_counter.flush, _flush_failed_attempts, _flush_activity])
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -16,7 +16,7 @@ from apikeys import services
 from apikeys.charts import bar_chart
 from apikeys.forms import KeyCreateForm, KeyRotateForm
 from apikeys.models import APIKey, Status
-from apikeys.selectors import api_keys_visible, daily_usage, status_filter
+from apikeys.selectors import api_keys_visible, daily_usage, key_activity_summary, status_filter
 from audit.selectors import events_for_page
 from config.errors import KeywardError
 from orgs.mixins import OrgPageMixin, no_store, show_errors
@@ -158,6 +158,7 @@ class KeyDetailView(KeyPageMixin, TemplateView):
             chart=bar_chart(daily_usage(key=key, days=30)),
             events=events,
             replaces=APIKey.objects.filter(replaced_by=key).first(),
+            activity=key_activity_summary(key=key),
         )
         return context
 

@@ -355,7 +355,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     elif isinstance(error, Unavailable):
         logger.warning("Database unavailable: %s", type(exc).__name__)
     request = context.get("request")
-    token_presented = bool(getattr(request, "_keyward_token_presented", False))
+    state = getattr(request, "keyward", None)  # apikeys/request_state.py
+    token_presented = bool(state is not None and state.token_presented)
+    if state is not None:
+        state.error_code = error.code
     headers = _headers_for(error.status, error.code, token_presented=token_presented)
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "orgs",
     "apikeys",
     "audit",
+    "leaks",
 ]
 
 MIDDLEWARE = [
@@ -212,8 +213,15 @@ KEYWARD_TOKEN_BRAND = env.str("KEYWARD_TOKEN_BRAND", default="kw")
 KEYWARD_PEPPER = env.str("KEYWARD_PEPPER", default="insecure-dev-only-pepper" if DEBUG else "")
 KEYWARD_PEPPER_FALLBACKS = env.list("KEYWARD_PEPPER_FALLBACKS", default=[])
 KEYWARD_TRUSTED_PROXIES = env.list("KEYWARD_TRUSTED_PROXIES", default=[])
+# Where GitHub publishes the keys that sign secret-scanning reports (docs/leaks.md).
+KEYWARD_GITHUB_KEYS_URL = env.str(
+    "KEYWARD_GITHUB_KEYS_URL",
+    default="https://api.github.com/meta/public_keys/secret_scanning",
+)
 # Usage counts reach the database in batches this often (0: only at shutdown).
 KEYWARD_USAGE_FLUSH_SECONDS = env.float("KEYWARD_USAGE_FLUSH_SECONDS", default=2.0)
+# Per key and hour: addresses, routes and outcomes, for leak investigations (docs/leaks.md).
+KEYWARD_KEY_ACTIVITY = env.bool("KEYWARD_KEY_ACTIVITY", default=True)
 KEYWARD_SCOPES = {
     "keys:read": "List and read the organisation's API keys.",
     "keys:write": "Create, update, rotate and revoke API keys.",

@@ -8,6 +8,7 @@ from config import errors, views
 api_v1 = [
     path("", include("apikeys.urls")),
     path("", include("audit.urls")),
+    path("", include("leaks.urls")),
     path("schema", views.SchemaApi.as_view(), name="api-schema"),
     path("docs/", views.SwaggerUiPage.as_view(), name="api-docs"),
 ]

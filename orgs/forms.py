@@ -7,7 +7,7 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
-from orgs.models import User
+from orgs.models import LeakResponse, User
 from orgs.roles import Role
 from orgs.throttle import LoginThrottle
 
@@ -131,7 +131,7 @@ class RoleForm(forms.Form):
 
 
 class PolicyForm(forms.Form):
-    """The four policy fields; `organization_update` decides what is valid."""
+    """The policy fields; `organization_update` decides what is valid."""
 
     max_key_lifetime_days = forms.CharField(
         label="Maximum key lifetime (days)",
@@ -155,3 +155,15 @@ class PolicyForm(forms.Form):
         required=False,
         help_text="For keys without their own limit, like 600/min, 10/s, 5000/h or 100000/day.",
     )
+    leak_response = forms.ChoiceField(
+        label="When a key is reported as leaked",
+        choices=LeakResponse.choices,
+        required=False,
+        help_text="Revoking at once is safest; either way the key is flagged and people are told.",
+    )
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not cleaned.get("leak_response"):  # not sent: leave the policy as it is
+            cleaned.pop("leak_response", None)
+        return cleaned

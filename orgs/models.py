@@ -79,6 +79,11 @@ class User(AbstractBaseUser, PermissionsMixin):
         return Target("user", str(self.pk), self.email)
 
 
+class LeakResponse(models.TextChoices):
+    REVOKE = "revoke", "Revoke the key at once"
+    NOTIFY = "notify", "Leave the key active, flag it and tell people"
+
+
 class Organization(models.Model):
     """A customer account: it owns keys and members, and sets their policy."""
 
@@ -93,12 +98,16 @@ class Organization(models.Model):
         null=True, blank=True, validators=[MinValueValidator(1)]
     )
     default_rate_limit = models.CharField(max_length=32, null=True, blank=True)
+    leak_response = models.CharField(
+        max_length=8, choices=LeakResponse.choices, default=LeakResponse.REVOKE
+    )
 
     POLICY_FIELDS = (
         "members_can_create_keys",
         "max_key_lifetime_days",
         "daily_request_quota",
         "default_rate_limit",
+        "leak_response",
     )
 
     class Meta:

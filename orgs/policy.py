@@ -6,6 +6,7 @@ from typing import Any
 
 from config.errors import ValidationFailed
 from config.rates import MalformedRate, parse_rate
+from orgs.models import LeakResponse
 
 MAX_LIFETIME_DAYS = 3650
 MAX_QUOTA = 10**12
@@ -52,6 +53,11 @@ def clean_policy(fields: dict[str, Any]) -> dict[str, Any]:
                         cleaned[name] = parse_rate(value).text
                     except MalformedRate as exc:
                         raise ValidationFailed.on(name, str(exc)) from None
+            elif name == "leak_response":
+                if value not in LeakResponse.values:
+                    choices = ", ".join(LeakResponse.values)
+                    raise ValidationFailed.on(name, f"Choose one of: {choices}.")
+                cleaned[name] = value
         except ValidationFailed as exc:
             errors.update(exc.extra.get("fields", {}))
     if errors:

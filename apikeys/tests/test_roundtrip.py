@@ -134,3 +134,27 @@ def test_a_missing_scope_spends_neither_rate_nor_quota(api, org, make_key):
     assert response["RateLimit-Remaining"] == "1"
     assert quota_used(org) == 2
     assert used(key) == 3  # authenticated, so counted, as before
+
+
+def test_without_the_settling_middleware_throttles_count_for_themselves(
+    api, org, make_key, settings
+):
+    """Nothing would give back a count made ahead for a throttle that never runs."""
+    settings.MIDDLEWARE = [
+        m for m in settings.MIDDLEWARE if m != "apikeys.middleware.KeyResponseHeadersMiddleware"
+    ]
+    organization_update(organization=org, actor=SYSTEM, daily_request_quota=100)
+    key, token = make_key(org, scopes=["keys:read"], rate_limit="3/min")
+    client = api(token)
+    warm(client, key)
+    response = client.post("/api/v1/keys", {"name": "x"}, format="json")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "missing_scope"
+    assert "RateLimit-Remaining" not in response  # the middleware is what adds it here
+    assert quota_used(org) == 2
+    assert KeyRateThrottle().current_headers(key)["RateLimit-Remaining"] == "1"
+    assert used(key) == 3
+    response = whoami(client)
+    assert response.status_code == 200
+    assert quota_used(org) == 3
+    assert KeyRateThrottle().current_headers(key)["RateLimit-Remaining"] == "0"

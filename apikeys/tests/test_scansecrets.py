@@ -39,7 +39,7 @@ def test_a_token_is_reported_by_file_line_and_prefix_only(tmp_path):
     path.write_text(f"DEBUG=1\n\nKEYWARD_KEY={token}\n")
     code, out, err = scan(str(path))
     assert code == 1
-    assert out == f"{path}:3: {tokens.parse(token).prefix}_… (a Keyward API key)\n"
+    assert out == f"{path}:3: {tokens.parse(token).prefix}_… (a Keyward API key; checksum valid)\n"
     assert "1 Keyward API key(s) found" in err
     assert secret_of(token) not in out + err
 
@@ -66,12 +66,32 @@ def test_every_token_is_found_in_directories_binaries_and_crowded_lines(tmp_path
     "mangle",
     [
         lambda t: t[:-6] + ("000000" if t[-6:] != "000000" else "000001"),  # bad checksum
+        lambda t: t[:12] + ("A" if t[12] != "A" else "B") + t[13:],  # a typo in the key id
+        lambda t: "kw_live_" + "x" * 12 + "_" + "y" * 38,  # made up
+    ],
+)
+def test_near_misses_get_the_checksum_verdict_and_do_not_fail_the_scan(tmp_path, mangle):
+    path = tmp_path / "doc.md"
+    near_miss = mangle(tokens.generate("live").token)
+    path.write_text(f"Example:\n{near_miss}\n")
+    code, out, err = scan(str(path))
+    assert (code, err) == (0, "")
+    prefix = near_miss[: near_miss.rindex("_")]
+    assert out == (
+        f"{path}:2: {prefix}_… (shaped like a Keyward API key, but its checksum fails: "
+        "a placeholder or a mistyped key, not a usable one)\n"
+    )
+    assert near_miss[-38:] not in out
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
         lambda t: t[:-1],  # truncated
         lambda t: t[: t.rindex("_")],  # the public prefix alone
         lambda t: t.replace("kw_", "xx_", 1),  # another brand
         lambda t: t.replace("_live_", "_prod_"),
         lambda t: "kw_live_<key_id>_<secret><checksum>",  # documentation
-        lambda t: "kw_live_" + "x" * 12 + "_" + "y" * 38,  # made up
     ],
 )
 def test_look_alikes_are_not_reported(tmp_path, mangle):

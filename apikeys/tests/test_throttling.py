@@ -142,7 +142,7 @@ def test_limits_hold_across_processes_sharing_redis(org, make_key, clock, redis_
     with pytest.raises(RateLimited) as refused:
         two.allow_request(request, None)
     assert refused.value.retry_after == 50
-    assert request.keyward_headers["RateLimit-Remaining"] == "0"
+    assert request.keyward.headers["RateLimit-Remaining"] == "0"
 
 
 def test_an_unreachable_cache_lets_requests_through(api, org, make_key, monkeypatch):

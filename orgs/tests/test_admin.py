@@ -19,6 +19,7 @@ def test_admin_adds_an_organisation_through_the_service(client, operator):
         {
             "name": "Initech",
             "slug": "initech",
+            "leak_response": "revoke",
             "memberships-TOTAL_FORMS": "0",
             "memberships-INITIAL_FORMS": "0",
         },
@@ -36,6 +37,7 @@ def test_admin_membership_role_change_is_audited(client, operator, org, add_memb
     data = {
         "name": org.name,
         "members_can_create_keys": "",
+        "leak_response": "revoke",
         "memberships-TOTAL_FORMS": "2",
         "memberships-INITIAL_FORMS": "2",
         "memberships-0-id": owner_membership.pk,

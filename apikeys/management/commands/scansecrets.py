@@ -16,7 +16,8 @@ from audit.actors import Actor
 class Command(BaseCommand):
     help = (
         "Find Keyward API keys in files and directories. Prints file, line and key prefix, "
-        "never the secret; exits 1 when a key is found."
+        "never the secret, with the checksum's verdict; exits 1 when a key whose checksum is valid "
+        "is found."
     )
 
     def add_arguments(self, parser) -> None:
@@ -31,9 +32,10 @@ class Command(BaseCommand):
         missing = [path for path in paths if not Path(path).exists()]
         if missing:
             raise CommandError(f"No such file or directory: {', '.join(missing)}", returncode=2)
-        findings = scanning.scan(paths)
-        for finding in findings:
+        found = scanning.scan(paths)
+        for finding in found:
             self.stdout.write(str(finding))
+        findings = [finding for finding in found if isinstance(finding, scanning.Finding)]
         if revoke:
             for token in {f.token.token: f.token for f in findings}.values():
                 self.stdout.write(f"{token.prefix}_…: {self.revoke(token)}")
