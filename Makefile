@@ -25,8 +25,24 @@ $(VENV)/.browser: | $(BIN)/python
 	  || echo "make: could not install chromium and wrk; their tests will skip (or fail in CI)" >&2
 	@if command -v chromium >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1; then touch $@; fi
 
+## .env: development settings for this checkout (DEBUG=1, a SECRET_KEY and a KEYWARD_PEPPER
+## of its own), so that manage.py works here without exports. Written only when missing.
+## The secrets carry the development prefixes that settings refuse when DEBUG is off.
+.env:
+	@umask 077 \
+	  && secret=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	  && pepper=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))') \
+	  && printf '%s\n' \
+	    "# Development settings for this checkout, written by make run. Not for production:" \
+	    "# with DEBUG off, Keyward refuses to start with these secrets." \
+	    "DEBUG=1" \
+	    "SECRET_KEY=django-insecure-$$secret" \
+	    "KEYWARD_PEPPER=insecure-dev-$$pepper" > $@.tmp \
+	  && mv $@.tmp $@
+	@echo "make: wrote .env (DEBUG=1 and secrets for this checkout only)"
+
 ## run: install, migrate the SQLite database, create the demo organisation, serve.
-run: $(VENV)/.installed
+run: $(VENV)/.installed .env
 	DEBUG=1 $(BIN)/python manage.py migrate --no-input
 	DEBUG=1 $(BIN)/python manage.py seeddemo
 	DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:8000

@@ -1,6 +1,6 @@
 """Brute-force defence: a client address that presents too many invalid keys waits.
 
-DESIGN §10: more than 20 invalid keys within a minute from one address earn
+The rule (docs/README-usage.md): more than 20 invalid keys within a minute from one address earn
 `429 rate_limited` for its further invalid attempts, while valid keys from the
 same address keep working (authentication only asks this module after a key
 was refused, so a valid key never pays for it). "Within a minute" is a sliding

@@ -1,4 +1,4 @@
-"""The keys API of DESIGN §5: whoami, the six key endpoints and usage."""
+"""The keys API of docs/reference/api.md: whoami, the six key endpoints and usage."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from config.pagination import NewestFirstPagination
 
 
 def key_payload(key: APIKey) -> dict[str, Any]:
-    """Return the key object of DESIGN §5; it never holds the token or its hash."""
+    """Return the key object of docs/reference/api.md; never the token or its hash."""
     owner = key.owner if key.owner_id else None
     return {
         "id": key.id,

@@ -230,7 +230,7 @@ class APIKeyAuthentication(BaseAuthentication):
         raise APIKeyRejected(error)
 
     def on_invalid_key(self, request, error: KeywardError) -> None:
-        """Hook: a presented key was refused; an address over the limit gets 429 (§10)."""
+        """Hook: a presented key was refused; an address over the limit gets 429."""
         if not isinstance(error, InvalidKey):
             return
         target = getattr(request, "_request", request)

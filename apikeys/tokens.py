@@ -1,6 +1,6 @@
 """Keyward tokens: the one place that makes, parses, checks and hashes them.
 
-A token reads `kw_<env>_<key_id>_<secret><checksum>` (DESIGN §3). The checksum
+A token reads `kw_<env>_<key_id>_<secret><checksum>` (docs/reference/tokens.md). The checksum
 lets anyone reject a mistyped or invented token without a database query; the
 keyed hash is all the database ever holds.
 """

@@ -26,7 +26,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def event_payload(event: AuditEvent) -> dict[str, Any]:
-    """Return the event as DESIGN §6 shows it over the API."""
+    """Return the event as docs/reference/audit.md shows it over the API."""
     return {
         "id": str(event.pk),
         "occurred_at": _iso(event.occurred_at),

@@ -19,7 +19,7 @@ class AuditTargetSerializer(serializers.Serializer):
 
 
 class AuditEventOutputSerializer(serializers.Serializer):
-    """An audit event as the API shows it (DESIGN §6)."""
+    """An audit event as the API shows it (docs/reference/audit.md)."""
 
     id = serializers.CharField()
     occurred_at = serializers.DateTimeField()

@@ -10,6 +10,7 @@ import os
 import warnings
 from importlib.util import find_spec
 
+os.environ.setdefault("KEYWARD_ENV_FILE", "")  # a checkout's development `.env` never applies
 os.environ.setdefault("SECRET_KEY", "bench-secret-key-not-for-production-0123456789abcdef")
 os.environ.setdefault("KEYWARD_PEPPER", "bench-pepper-not-for-production")
 os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")

@@ -18,7 +18,7 @@ RETRY_AFTER_UNAVAILABLE = 5
 
 
 class KeywardError(Exception):
-    """An error with a status and a code from DESIGN §5, raised by services and views.
+    """An error with a status and a code of docs/reference/errors.md, raised by services and views.
 
     Each code has exactly one subclass below, which sets `status`, `code` and
     `default_message`; `error_classes()` lists them, and the OpenAPI description
@@ -261,7 +261,7 @@ class Unavailable(KeywardError):
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    """Return the JSON error body of DESIGN §5."""
+    """Return the JSON error body of docs/reference/errors.md."""
     return {
         "error": {
             "code": code,

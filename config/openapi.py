@@ -56,7 +56,7 @@ class ErrorDetailSerializer(serializers.Serializer):
 
 
 class ErrorResponseSerializer(serializers.Serializer):
-    """The body of every error the API answers (DESIGN §5); never HTML, never a traceback."""
+    """Every error body the API answers (docs/reference/errors.md); never HTML or a traceback."""
 
     error = ErrorDetailSerializer()
 

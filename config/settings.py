@@ -1,5 +1,6 @@
 """Keyward settings, read from the environment (and a `.env` file when present)."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -7,13 +8,26 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# A `.env` beside manage.py fills in what the environment leaves unset (`make run` writes
+# one with development settings). KEYWARD_ENV_FILE names another file, or none when
+# empty: the test settings set it empty, so that a checkout's `.env` never changes a test.
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")
+ENV_FILE = os.environ.get("KEYWARD_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE:
+    environ.Env.read_env(ENV_FILE)
 
 DEBUG = env.bool("DEBUG", default=False)
+# Development secrets start with one of these: the fallbacks below, and those `make run`
+# writes into `.env`. Without DEBUG they are refused, so production never starts on one.
+DEVELOPMENT_SECRET_PREFIXES = ("insecure-", "django-insecure-")
 SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-only-secret-key" if DEBUG else "")
 if not SECRET_KEY:
     raise ImproperlyConfigured("Set SECRET_KEY (or DEBUG=1 for a laptop).")
+if not DEBUG and SECRET_KEY.startswith(DEVELOPMENT_SECRET_PREFIXES):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is a development value (the one `make run` wrote into .env?). "
+        "Set a real secret, or DEBUG=1 for a laptop."
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 
 INSTALLED_APPS = [
@@ -211,6 +225,11 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "config.logging.KeywardExceptionReporterFilt
 # Keyward
 KEYWARD_TOKEN_BRAND = env.str("KEYWARD_TOKEN_BRAND", default="kw")
 KEYWARD_PEPPER = env.str("KEYWARD_PEPPER", default="insecure-dev-only-pepper" if DEBUG else "")
+if not DEBUG and KEYWARD_PEPPER.startswith(DEVELOPMENT_SECRET_PREFIXES):
+    raise ImproperlyConfigured(
+        "KEYWARD_PEPPER is a development value (the one `make run` wrote into .env?). "
+        "Set a real secret, or DEBUG=1 for a laptop."
+    )
 KEYWARD_PEPPER_FALLBACKS = env.list("KEYWARD_PEPPER_FALLBACKS", default=[])
 KEYWARD_TRUSTED_PROXIES = env.list("KEYWARD_TRUSTED_PROXIES", default=[])
 # Where GitHub publishes the keys that sign secret-scanning reports (docs/leaks.md).

@@ -2,6 +2,9 @@
 
 import os
 
+# Never read the checkout's `.env` (`make run` writes one with DEBUG on): tests, and the
+# processes they start with this environment, see only what they set themselves.
+os.environ.setdefault("KEYWARD_ENV_FILE", "")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
 os.environ.setdefault("KEYWARD_PEPPER", "test-pepper-not-for-production")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")

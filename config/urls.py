@@ -19,7 +19,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     re_path(r"^api/", errors.api_not_found),
     path("admin/", admin.site.urls),
-    # Pages (issue 6): getting in, then each organisation's settings.
+    # Pages (docs/README-pages.md): getting in, then each organisation's settings.
     path("orgs/<slug:slug>/settings/api-keys/", include("apikeys.urls_pages")),
     path("orgs/<slug:slug>/settings/audit-log/", include("audit.urls_pages")),
     path("", include("orgs.urls")),

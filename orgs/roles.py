@@ -1,4 +1,4 @@
-"""The role table of DESIGN §2: the one place that knows what each role may do."""
+"""The role table of docs/reference/roles.md: the one place that knows what each role may do."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
 
 
-# Scopes a member's keys can never carry (DESIGN §2, "scope ceiling").
+# Scopes a member's keys can never carry (docs/reference/roles.md, "scope ceiling").
 MEMBER_EXCLUDED_SCOPES = frozenset({"keys:write", "members:write", "audit:read", ADMIN_SCOPE})
 
 

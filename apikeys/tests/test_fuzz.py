@@ -108,7 +108,7 @@ def authenticate(header: str):
 @FUZZ_DB
 @given(header=any_text | any_text.map(lambda t: f"Bearer {t}"))
 def test_authenticator_returns_none_or_invalid_key_for_any_header(db, header):
-    cache.clear()  # the per-address limit on invalid keys (§10) is not under test here
+    cache.clear()  # the per-address limit on invalid keys is not under test here
     with CaptureQueriesContext(connection) as queries:
         try:
             result = authenticate(header)
@@ -123,7 +123,7 @@ def test_authenticator_returns_none_or_invalid_key_for_any_header(db, header):
 @FUZZ_DB
 @given(header=any_text | any_text.map(lambda t: f"Bearer {t}"))
 def test_any_authorization_header_gets_a_documented_401_never_a_500(client, db, header):
-    cache.clear()  # the per-address limit on invalid keys (§10) is not under test here
+    cache.clear()  # the per-address limit on invalid keys is not under test here
     response = client.get("/api/v1/whoami", HTTP_AUTHORIZATION=header)
     assert response.status_code == 401, response.content
     body = response.json()
