@@ -51,6 +51,7 @@ def test_every_app_of_the_project_is_layered():
         app.split(".")[0]
         for app in settings.INSTALLED_APPS
         if base in Path(import_module(app).__file__).resolve().parents
+        and "site-packages" not in Path(import_module(app).__file__).parts  # a .venv inside
     }
     assert ours | {"config"} <= set(CONFIG["root_packages"])
 
