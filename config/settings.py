@@ -137,7 +137,16 @@ STORAGES = {
     },
 }
 
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# The console prints every message whole, reset and sign-up links included: DEBUG only.
+# With DEBUG off, a backend that prints is refused (keyward.E011, config/checks.py)
+# unless KEYWARD_ALLOW_CONSOLE_EMAIL says it is wanted.
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+KEYWARD_ALLOW_CONSOLE_EMAIL = env.bool("KEYWARD_ALLOW_CONSOLE_EMAIL", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="keyward@localhost")
 
 # Security: strict by default, relaxed only where DEBUG says this is a laptop.
@@ -211,6 +220,7 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "config.logging.KeywardExceptionReporterFilt
 KEYWARD_TOKEN_BRAND = env.str("KEYWARD_TOKEN_BRAND", default="kw")
 KEYWARD_PEPPER = env.str("KEYWARD_PEPPER", default="insecure-dev-only-pepper" if DEBUG else "")
 KEYWARD_PEPPER_FALLBACKS = env.list("KEYWARD_PEPPER_FALLBACKS", default=[])
+# CIDR blocks whose X-Forwarded-For is believed; `unix` trusts a proxy on a Unix socket.
 KEYWARD_TRUSTED_PROXIES = env.list("KEYWARD_TRUSTED_PROXIES", default=[])
 # Usage counts reach the database in batches this often (0: only at shutdown).
 KEYWARD_USAGE_FLUSH_SECONDS = env.float("KEYWARD_USAGE_FLUSH_SECONDS", default=2.0)
