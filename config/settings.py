@@ -105,6 +105,8 @@ else:
 CACHES["default"].setdefault("KEY_PREFIX", env.str("CACHE_KEY_PREFIX", default="kw"))
 
 AUTH_USER_MODEL = "orgs.User"
+# Email login, throttled per (account, address) and per address, verified people only.
+AUTHENTICATION_BACKENDS = ["orgs.backends.EmailBackend"]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
