@@ -77,6 +77,11 @@ def _other_owners(organization: Organization, excluding: Membership) -> int:
     )
 
 
+# Fixed addresses under /orgs/ that an organisation's slug would be shadowed by
+# (`/orgs/new/` creates an organisation); orgs/tests/test_slugs.py keeps this complete.
+RESERVED_SLUGS = frozenset({"new"})
+
+
 def _clean_slug(slug: str) -> str:
     try:
         validate_slug(slug)
@@ -86,6 +91,8 @@ def _clean_slug(slug: str) -> str:
         ) from None
     if len(slug) > 50:
         raise ValidationFailed.on("slug", "Use at most 50 characters.")
+    if slug.lower() in RESERVED_SLUGS:
+        raise ValidationFailed.on("slug", f"The slug '{slug.lower()}' is reserved.")
     return slug.lower()
 
 
@@ -275,10 +282,10 @@ def _on_access_changed(organization: Organization) -> None:
 
 
 def free_slug(name: str) -> str:
-    """Return a slug made from `name` that no organisation uses yet."""
+    """Return a slug made from `name` that no organisation uses yet and no page reserves."""
     base = slugify(name)[:40].strip("-") or "org"
     slug, n = base, 1
-    while Organization.objects.filter(slug=slug).exists():
+    while slug in RESERVED_SLUGS or Organization.objects.filter(slug=slug).exists():
         n += 1
         slug = f"{base}-{n}"
     return slug
