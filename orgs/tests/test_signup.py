@@ -269,3 +269,9 @@ def test_password_resets_from_one_address_are_throttled(make_user):
     assert refused.status_code == 429
     assert "Too many reset requests from your address" in refused.content.decode()
     assert len(mail.outbox) == PasswordResetThrottle.address_limit
+
+
+def test_createorg_verifies_an_owner_who_never_confirmed(db):
+    sign_up("pending@example.com", name="Never Made")
+    call_command("createorg", "made-by-ops", "--name", "Made", "--owner", "pending@example.com")
+    assert User.objects.get(email="pending@example.com").email_verified_at is not None
