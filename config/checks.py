@@ -7,6 +7,8 @@ it listens on are known, and a worker with an error refuses to serve.
 
 from __future__ import annotations
 
+import ipaddress
+
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
@@ -29,7 +31,7 @@ def check_trusted_proxies(app_configs, **kwargs) -> list[CheckMessage]:
         if entry.strip().lower() == net.UNIX_SOCKET:
             continue
         try:
-            net._networks((entry,))
+            ipaddress.ip_network(entry.strip(), strict=False)
         except ValueError:
             errors.append(
                 Error(

@@ -18,7 +18,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from orgs.models import User
 
 VALID_FOR = timedelta(days=3)
-MAX_TOKEN_LENGTH = 1000
+MAX_TOKEN_LENGTH = 4096  # an organisation name of 100 emoji, escaped, still fits
 _SALT = "keyward.orgs.email-verification"
 
 
