@@ -100,8 +100,8 @@ def clean_email(email: str) -> str:
     """Return the email in its canonical form (`canonical_email`), or raise ValidationFailed.
 
     The part before the @ must be ASCII once canonical: Django's validator lets a
-    dotless i (U+0131) or a dotted I (U+0130) through (its case-insensitive match folds them to
-    "i"), and an account named with one would pass for another's.
+    dotless i (U+0131) or a dotted I (U+0130) through (its case-insensitive match
+    folds them to "i"), and an account named with one would pass for another's.
     """
     email = (email or "").strip()
     try:

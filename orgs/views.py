@@ -160,7 +160,7 @@ class SignupConfirmView(FormView):
         return redirect("keys", slug=organization.slug)
 
     def form_invalid(self, form: SignupConfirmForm) -> HttpResponse:
-        return no_store(self.render_to_response(self.get_context_data(form=form), status=400))
+        return self.render_to_response(self.get_context_data(form=form), status=400)
 
     def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
         return no_store(super().render_to_response(context, **kwargs))
