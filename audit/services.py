@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from django.utils import timezone
 from audit.actors import Actor, Target
 from audit.models import AuditCheckpoint, AuditEvent
 from config.context import current_context
+from config.net import normal_ip
 
 logger = logging.getLogger("keyward.audit")
 
@@ -30,12 +30,7 @@ def _json_safe(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _normal_ip(value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return None
+    return normal_ip(value)  # `::ffff:10.5.5.5` is recorded as 10.5.5.5
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:

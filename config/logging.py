@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from django.core.exceptions import ImproperlyConfigured
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
@@ -27,7 +28,15 @@ _ANY_BRAND = re.compile(r"([a-z]{2,8})_(live|test)_([0-9A-Za-z]{12})_[0-9A-Za-z]
 
 
 def redact(text: str) -> str:
-    """Return `text` with every token (or token-shaped text) cut to `<brand>_<env>_<key_id>_…`."""
+    """Return `text` with every token (or token-shaped text) cut to `<brand>_<env>_<key_id>_…`.
+
+    A token written with %-escapes (`kw%5Flive%5F…`, as a request line can carry
+    it) is found too: such a text is given back decoded, with the token cut.
+    """
+    if "%" in text:
+        decoded = unquote(text)
+        if decoded != text and ("_live_" in decoded or "_test_" in decoded):
+            text = decoded
     if "_live_" not in text and "_test_" not in text:
         return text  # the fast path: most log lines hold no token at all
     try:

@@ -120,6 +120,8 @@ else:
 CACHES["default"].setdefault("KEY_PREFIX", env.str("CACHE_KEY_PREFIX", default="kw"))
 
 AUTH_USER_MODEL = "orgs.User"
+# Email login, throttled per (account, address) and per address, verified people only.
+AUTHENTICATION_BACKENDS = ["orgs.backends.EmailBackend"]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -152,7 +154,16 @@ STORAGES = {
     },
 }
 
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# The console prints every message whole, reset and sign-up links included: DEBUG only.
+# With DEBUG off, a backend that prints is refused (keyward.E011, config/checks.py)
+# unless KEYWARD_ALLOW_CONSOLE_EMAIL says it is wanted.
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+KEYWARD_ALLOW_CONSOLE_EMAIL = env.bool("KEYWARD_ALLOW_CONSOLE_EMAIL", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="keyward@localhost")
 
 # Security: strict by default, relaxed only where DEBUG says this is a laptop.
@@ -231,6 +242,7 @@ if not DEBUG and KEYWARD_PEPPER.startswith(DEVELOPMENT_SECRET_PREFIXES):
         "Set a real secret, or DEBUG=1 for a laptop."
     )
 KEYWARD_PEPPER_FALLBACKS = env.list("KEYWARD_PEPPER_FALLBACKS", default=[])
+# CIDR blocks whose X-Forwarded-For is believed; `unix` trusts a proxy on a Unix socket.
 KEYWARD_TRUSTED_PROXIES = env.list("KEYWARD_TRUSTED_PROXIES", default=[])
 # Where GitHub publishes the keys that sign secret-scanning reports (docs/leaks.md).
 KEYWARD_GITHUB_KEYS_URL = env.str(

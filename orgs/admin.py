@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.contrib.auth.forms import UserCreationForm as DjangoUserCreationForm
+from django.utils import timezone
 
 from audit.actors import Actor
 from config.errors import KeywardError
@@ -49,11 +50,13 @@ class UserAdmin(DjangoUserAdmin):
                 )
             },
         ),
-        ("Dates", {"fields": ("last_login", "date_joined")}),
+        ("Dates", {"fields": ("last_login", "date_joined", "email_verified_at")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
     def save_model(self, request, obj, form, change):
+        if not change and obj.email_verified_at is None:
+            obj.email_verified_at = timezone.now()  # the operator vouches for the address
         deactivating = change and "is_active" in form.changed_data and not obj.is_active
         if deactivating:
             # Deactivation revokes the person's personal keys, through the service.

@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib.auth import password_validation
+from django.contrib.auth import authenticate, password_validation
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import PasswordResetForm as DjangoPasswordResetForm
 from django.core.exceptions import ValidationError
 
-from orgs.models import LeakResponse, User
+from orgs.backends import request_ip
+from orgs.models import LeakResponse, User, canonical_email
 from orgs.roles import Role
-from orgs.throttle import LoginThrottle
+from orgs.throttle import LoginThrottle, PasswordResetThrottle
 
 
 class LoginForm(AuthenticationForm):
-    """Email and password, refused for a while after too many failures."""
+    """Email and password, refused for a while after too many failures (orgs/backends.py)."""
 
     throttle = LoginThrottle()
 
     error_messages = {
         **AuthenticationForm.error_messages,
         "invalid_login": "That email and password do not match an account.",
-        "throttled": "Too many failed attempts. Wait 15 minutes, or reset your password.",
+        # A reset gives the account fresh counters, so offering it is true here...
+        "throttled_account": (
+            "Too many failed attempts to log in to this account from your address. "
+            "Wait 15 minutes, or reset your password."
+        ),
+        # ...and not here: the address is locked whatever the account.
+        "throttled_address": (
+            "Too many failed attempts from your address. Wait 15 minutes and try again."
+        ),
+        "unverified": (
+            "Confirm your email address first: open the link we sent to %(email)s. "
+            "To get a new link, sign up again with the same address."
+        ),
     }
 
     def __init__(self, request=None, *args, **kwargs):
@@ -30,25 +44,53 @@ class LoginForm(AuthenticationForm):
             attrs={"autocomplete": "email", "autofocus": True}
         )
 
-    def _client_ip(self) -> str | None:
-        request = self.request
-        if request is None:
-            return None
-        return getattr(request, "client_ip", None) or request.META.get("REMOTE_ADDR")
-
     def clean(self):
         email = self.cleaned_data.get("username") or ""
-        ip = self._client_ip()
-        if email and self.throttle.is_blocked(ip=ip, email=email):
-            raise ValidationError(self.error_messages["throttled"], code="throttled")
-        try:
-            cleaned = super().clean()
-        except ValidationError:
-            if email:
-                self.throttle.record_failure(ip=ip, email=email)
-            raise
-        self.throttle.reset_account(email=email)
-        return cleaned
+        if email:
+            blocked = self.throttle.blocked(ip=request_ip(self.request), email=email)
+            if blocked:
+                raise ValidationError(self.error_messages[f"throttled_{blocked}"], code="throttled")
+        return super().clean()
+
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        if not user.is_email_verified:
+            raise ValidationError(
+                self.error_messages["unverified"], code="unverified", params={"email": user.email}
+            )
+
+
+class PasswordResetForm(DjangoPasswordResetForm):
+    """Send a reset link: at most 5 an hour from one address and 3 an hour to one address."""
+
+    throttle = PasswordResetThrottle()
+
+    error_messages = {
+        "throttled_address": "Too many reset requests from your address. Try again in an hour.",
+        "throttled_email": "Too many reset links were sent to this address. Try again in an hour.",
+    }
+
+    def __init__(self, *args, request=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+
+    def clean_email(self):
+        email = self.cleaned_data["email"]
+        refused = self.throttle.hit(ip=request_ip(self.request), email=email)
+        if refused:
+            raise ValidationError(self.error_messages[f"throttled_{refused}"], code="throttled")
+        return email
+
+    def get_users(self, email):
+        """Return the active person with this canonical address (an unverified one too).
+
+        A reset proves that its reader holds the address, so it also verifies it.
+        """
+        return (
+            user
+            for user in User.objects.filter(email=canonical_email(email), is_active=True)
+            if user.has_usable_password()
+        )
 
 
 class PasswordField(forms.CharField):
@@ -86,7 +128,45 @@ class SignupForm(NewPasswordMixin, forms.Form):
     field_order = ["email", "organization_name", "password"]
 
     def clean_email(self):
-        return self.cleaned_data["email"].strip().lower()
+        return canonical_email(self.cleaned_data["email"])
+
+
+class SignupConfirmForm(forms.Form):
+    """The password chosen at sign-up, typed again to confirm the address.
+
+    Holding the link proves the mailbox; typing the password proves that the
+    mailbox's owner is whoever chose it, so nobody can sign up with another
+    person's address, wait for them to open the link, and log in as them.
+    """
+
+    password = forms.CharField(
+        label="Password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
+        help_text="The one you chose when you signed up.",
+    )
+
+    throttle = LoginThrottle()
+
+    def __init__(self, *args, request=None, user: User, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+        self.user = user
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        blocked = self.throttle.blocked(ip=request_ip(self.request), email=self.user.email)
+        if blocked:
+            raise ValidationError(
+                LoginForm.error_messages[f"throttled_{blocked}"], code="throttled"
+            )
+        if authenticate(self.request, username=self.user.email, password=password) is None:
+            raise ValidationError(
+                "That is not the password chosen when this address signed up. Forgot it? "
+                "Sign up again with the same address to choose a new one.",
+                code="invalid_login",
+            )
+        return password
 
 
 class InvitationSignupForm(NewPasswordMixin, forms.Form):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.core.validators import MinValueValidator
@@ -13,29 +15,57 @@ from audit.actors import Target
 from orgs.roles import Role, RolePolicy
 
 
+def canonical_email(address: str) -> str:
+    """Return the one form of an email address that is stored, looked up and throttled.
+
+    NFKC, then lower case, the whole address. Lookups compare this form exactly and
+    never through the database's own case folding, which differs by database:
+    PostgreSQL's UPPER() turns a dotless i (U+0131) into "I", so `vic@` spelt with a
+    dotless i matched `vic@` there; SQLite's LIKE folds ASCII only; Python's lower()
+    neither.
+    """
+    return unicodedata.normalize("NFKC", (address or "").strip()).lower()
+
+
 class UserManager(BaseUserManager):
     use_in_migrations = True
 
-    def get_by_natural_key(self, username: str) -> User:
-        return self.get(email__iexact=username)
+    @classmethod
+    def normalize_email(cls, email: str | None) -> str:
+        """Return the address in its canonical form (see `canonical_email`)."""
+        return canonical_email(email or "")
 
-    def _create_user(self, email: str, password: str | None, **extra) -> User:
+    def get_by_natural_key(self, username: str) -> User:
+        return self.get(email=canonical_email(username))
+
+    def _create_user(
+        self, email: str, password: str | None, *, email_verified: bool, **extra
+    ) -> User:
         if not email:
             raise ValueError("An email address is required.")
-        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        if email_verified:
+            extra.setdefault("email_verified_at", timezone.now())
+        user = self.model(email=canonical_email(email), **extra)
         user.set_password(password)
         user.save(using=self._db)
         return user
 
-    def create_user(self, email: str, password: str | None = None, **extra) -> User:
+    def create_user(
+        self, email: str, password: str | None = None, *, email_verified: bool = True, **extra
+    ) -> User:
+        """Create a person; one created by code or an operator counts as verified.
+
+        Sign-up is the path that creates people who must still confirm their
+        address; it passes `email_verified=False`.
+        """
         extra.setdefault("is_staff", False)
         extra.setdefault("is_superuser", False)
-        return self._create_user(email, password, **extra)
+        return self._create_user(email, password, email_verified=email_verified, **extra)
 
     def create_superuser(self, email: str, password: str | None = None, **extra) -> User:
         extra["is_staff"] = True
         extra["is_superuser"] = True
-        return self._create_user(email, password, **extra)
+        return self._create_user(email, password, email_verified=True, **extra)
 
 
 class User(AbstractBaseUser, PermissionsMixin):
@@ -46,6 +76,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
+    # When the person proved they read this address (a sign-up link, an invitation,
+    # a password reset); null until then, and they cannot log in (orgs/backends.py).
+    email_verified_at = models.DateTimeField(null=True, blank=True)
 
     objects = UserManager()
 
@@ -63,7 +96,12 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def clean(self) -> None:
         super().clean()
-        self.email = self.__class__.objects.normalize_email(self.email).lower()
+        self.email = canonical_email(self.email)
+
+    @property
+    def is_email_verified(self) -> bool:
+        """Return whether the person has proved they read their address."""
+        return self.email_verified_at is not None
 
     def get_full_name(self) -> str:
         """Return the full name, or the email when there is none."""

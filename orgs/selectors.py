@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.utils.text import slugify
 
 from orgs import invitations
-from orgs.models import Invitation, Membership, Organization, User
+from orgs.models import Invitation, Membership, Organization, User, canonical_email
 
 
 def membership_of(*, organization: Organization, user: Any) -> Membership | None:
@@ -52,13 +52,13 @@ def invitations_unanswered(
 ) -> QuerySet[Invitation]:
     """Return the invitations neither accepted nor withdrawn, expired ones included.
 
-    With `email`, only those to that address (compared without case).
+    With `email`, only those to that address (compared in its canonical form).
     """
     unanswered = Invitation.objects.filter(
         organization=organization, accepted_at__isnull=True, revoked_at__isnull=True
     )
     if email is not None:
-        unanswered = unanswered.filter(email__iexact=email)
+        unanswered = unanswered.filter(email=canonical_email(email))
     return unanswered
 
 
@@ -82,11 +82,16 @@ def invitation_find(token: str) -> Invitation | None:
     return invitation
 
 
+# Fixed addresses under /orgs/ that an organisation's slug would be shadowed by
+# (`/orgs/new/` creates an organisation); orgs/tests/test_slugs.py keeps this complete.
+RESERVED_SLUGS = frozenset({"new"})
+
+
 def free_slug(name: str) -> str:
-    """Return a slug made from `name` that no organisation uses yet."""
+    """Return a slug made from `name` that no organisation uses yet and no page reserves."""
     base = slugify(name)[:40].strip("-") or "org"
     slug, n = base, 1
-    while Organization.objects.filter(slug=slug).exists():
+    while slug in RESERVED_SLUGS or Organization.objects.filter(slug=slug).exists():
         n += 1
         slug = f"{base}-{n}"
     return slug

@@ -11,7 +11,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "accounts/password-reset/",
-        auth_views.PasswordResetView.as_view(),
+        views.PasswordResetView.as_view(),
         name="password_reset",
     ),
     path(
@@ -21,7 +21,7 @@ urlpatterns = [
     ),
     path(
         "accounts/reset/<uidb64>/<token>/",
-        auth_views.PasswordResetConfirmView.as_view(),
+        views.PasswordResetConfirmView.as_view(),
         name="password_reset_confirm",
     ),
     path(
@@ -30,6 +30,7 @@ urlpatterns = [
         name="password_reset_complete",
     ),
     path("signup/", views.SignupView.as_view(), name="signup"),
+    path("signup/confirm/<str:token>/", views.SignupConfirmView.as_view(), name="signup-confirm"),
     path("orgs/new/", views.OrganizationCreateView.as_view(), name="org-create"),
     path("orgs/<slug:slug>/", views.org_home, name="org-home"),
     path("orgs/<slug:slug>/settings/members/", views.MembersView.as_view(), name="members"),

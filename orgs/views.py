@@ -14,18 +14,21 @@ from django.urls import reverse
 from django.views.generic import FormView, TemplateView, View
 
 from config.errors import KeywardError
-from orgs import services
+from orgs import services, verification
+from orgs.backends import request_ip
 from orgs.forms import (
     InvitationSignupForm,
     InviteForm,
     LoginForm,
     OrganizationCreateForm,
+    PasswordResetForm,
     PolicyForm,
     RoleForm,
+    SignupConfirmForm,
     SignupForm,
 )
 from orgs.mixins import OrgPageMixin, no_store, show_errors
-from orgs.models import Invitation, Membership, Organization, User
+from orgs.models import Invitation, Membership, Organization, User, canonical_email
 from orgs.nonces import nonce_consume, nonce_issue
 from orgs.roles import Permission, Role, RolePolicy
 from orgs.selectors import (
@@ -36,8 +39,9 @@ from orgs.selectors import (
     memberships_of,
     organization_members,
 )
+from orgs.throttle import SignupThrottle
 
-AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
+AUTH_BACKEND = "orgs.backends.EmailBackend"
 
 
 def first_page_for(membership: Membership) -> str | None:
@@ -83,8 +87,11 @@ class LoginView(auth_views.LoginView):
 
 
 class SignupView(FormView):
+    """Sign up: the same answer whether or not the address has an account (see user_signup)."""
+
     form_class = SignupForm
     template_name = "registration/signup.html"
+    throttle = SignupThrottle()
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.user.is_authenticated:
@@ -92,18 +99,99 @@ class SignupView(FormView):
         return super().dispatch(request, *args, **kwargs)
 
     def form_valid(self, form: SignupForm) -> HttpResponse:
+        email = form.cleaned_data["email"]
+        refused = self.throttle.hit(ip=request_ip(self.request), email=email)
+        if refused:
+            form.add_error(None, SIGNUP_THROTTLED[refused])
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        build = self.request.build_absolute_uri
         try:
-            user, organization = services.user_signup(
-                email=form.cleaned_data["email"],
+            services.user_signup(
+                email=email,
                 password=form.cleaned_data["password"],
                 organization_name=form.cleaned_data["organization_name"],
+                link_for=lambda token: build(reverse("signup-confirm", kwargs={"token": token})),
+                login_link=build(reverse("login")),
+                reset_link=build(reverse("password_reset")),
             )
         except KeywardError as error:
-            show_errors(form, error, {"name": "organization_name", "slug": "organization_name"})
+            show_errors(form, error)
+            return self.form_invalid(form)
+        return no_store(render(self.request, "registration/signup_sent.html", {"email": email}))
+
+
+SIGNUP_THROTTLED = {
+    SignupThrottle.ADDRESS: "Too many sign-ups from your address. Try again in an hour.",
+    SignupThrottle.EMAIL: "Too many confirmation emails went to this address. "
+    "Try again in an hour.",
+}
+
+
+class SignupConfirmView(FormView):
+    """Open the link from the sign-up email and type the password again: the account is yours.
+
+    Opening the link (GET) changes nothing, so that mail scanners that follow
+    links cannot use it up; the form posts the password.
+    """
+
+    form_class = SignupConfirmForm
+    template_name = "registration/signup_confirm.html"
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.claim = verification.read_token(kwargs["token"])
+        if self.claim is None:
+            return no_store(render(request, "registration/signup_confirm_invalid.html", status=404))
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "request": self.request, "user": self.claim.user}
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(claim=self.claim, **kwargs)
+
+    def form_valid(self, form: SignupConfirmForm) -> HttpResponse:
+        try:
+            user, organization = services.user_email_verify(
+                token=self.kwargs["token"], user=form.user
+            )
+        except KeywardError as error:
+            form.add_error(None, error.message)
             return self.form_invalid(form)
         login(self.request, user, backend=AUTH_BACKEND)
+        if organization is None:
+            return redirect("home")
         messages.success(self.request, f"Welcome to Keyward. {organization.name} is ready.")
         return redirect("keys", slug=organization.slug)
+
+    def form_invalid(self, form: SignupConfirmForm) -> HttpResponse:
+        return self.render_to_response(self.get_context_data(form=form), status=400)
+
+    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
+        return no_store(super().render_to_response(context, **kwargs))
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset form, throttled per address and per target address."""
+
+    form_class = PasswordResetForm
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "request": self.request}
+
+    def form_invalid(self, form: PasswordResetForm) -> HttpResponse:
+        throttled = any(e.code == "throttled" for e in form.errors.as_data().get("email", []))
+        return self.render_to_response(
+            self.get_context_data(form=form), status=429 if throttled else 200
+        )
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's new-password form; success also verifies the address and lifts login locks."""
+
+    def form_valid(self, form) -> HttpResponse:
+        response = super().form_valid(form)
+        services.user_password_reset_complete(user=form.user)
+        return response
 
 
 class OrganizationCreateView(LoginRequiredMixin, FormView):
@@ -295,13 +383,15 @@ class InvitationAcceptView(View):
 
     def render_page(self, invitation, form=None, status=200, error="") -> HttpResponse:
         user = self.request.user
-        existing = User.objects.filter(email__iexact=invitation.email).exists()
+        existing = User.objects.filter(
+            email=canonical_email(invitation.email), email_verified_at__isnull=False
+        ).exists()
         context = {
             "invitation": invitation,
             "form": form,
             "account_exists": existing,
             "wrong_person": user.is_authenticated
-            and user.email.lower() != invitation.email.lower(),
+            and canonical_email(user.email) != canonical_email(invitation.email),
             "login_url": f"{reverse('login')}?next={self.request.path}",
             "error": error,
         }
@@ -325,7 +415,9 @@ class InvitationAcceptView(View):
         user = request.user if request.user.is_authenticated else None
         form = None
         if user is None:
-            if User.objects.filter(email__iexact=invitation.email).exists():
+            if User.objects.filter(
+                email=canonical_email(invitation.email), email_verified_at__isnull=False
+            ).exists():
                 return self.render_page(invitation, status=400)
             form = InvitationSignupForm(request.POST, fixed_email=invitation.email)
             if not form.is_valid():

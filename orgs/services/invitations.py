@@ -14,7 +14,7 @@ from audit.actors import Actor
 from audit.services import audit_record
 from config.errors import Forbidden, NotFound, ValidationFailed
 from orgs import invitations
-from orgs.models import Invitation, Membership, Organization, User
+from orgs.models import Invitation, Membership, Organization, User, canonical_email
 from orgs.roles import Permission
 from orgs.selectors import invitation_find, invitations_unanswered
 from orgs.services.memberships import _lock_to_assign, membership_add
@@ -39,7 +39,7 @@ def invitation_create(
     """
     email = clean_email(email)
     organization = _lock_to_assign(organization, actor, role)
-    if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
+    if Membership.objects.filter(organization=organization, user__email=email).exists():
         raise ValidationFailed.on("email", f"{email} is already a member.")
     now = timezone.now()
     invitations_unanswered(organization=organization, email=email).update(revoked_at=now)
@@ -79,6 +79,24 @@ def invitation_create(
     return invitation, token
 
 
+def _invited_user(email: str, password: str) -> User:
+    """Return the account an invitation link creates, its address verified by the link.
+
+    An account that signed up with this address but never confirmed it is not
+    anyone's yet: the invitation, which proves the address, takes it over with
+    the password chosen now.
+    """
+    pending = User.objects.select_for_update().filter(email=canonical_email(email)).first()
+    if pending is None or pending.is_email_verified:
+        return user_create(email=email, password=password)
+    if not password:
+        raise ValidationFailed.on("password", "Choose a password.")
+    pending.set_password(password)
+    pending.email_verified_at = timezone.now()
+    pending.save(update_fields=["password", "email_verified_at"])
+    return pending
+
+
 @transaction.atomic
 def invitation_accept(
     *, token: str, user: User | None = None, password: str | None = None
@@ -96,8 +114,8 @@ def invitation_accept(
     if not invitation.is_pending:
         raise NotFound("This invitation link is not valid: it was used, withdrawn or is too old.")
     if user is None:
-        user = user_create(email=invitation.email, password=password or "")
-    elif user.email.lower() != invitation.email.lower():
+        user = _invited_user(invitation.email, password or "")
+    elif canonical_email(user.email) != canonical_email(invitation.email):
         raise Forbidden(f"This invitation is for {invitation.email}.")
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user

@@ -14,7 +14,7 @@ from orgs import hooks
 from orgs.models import Membership, Organization, User
 from orgs.policy import clean_policy
 from orgs.roles import Permission, Role, RolePolicy
-from orgs.selectors import membership_of
+from orgs.selectors import RESERVED_SLUGS, membership_of
 
 
 def organization_lock(organization_id: int) -> Organization:
@@ -57,6 +57,8 @@ def _clean_slug(slug: str) -> str:
         ) from None
     if len(slug) > 50:
         raise ValidationFailed.on("slug", "Use at most 50 characters.")
+    if slug.lower() in RESERVED_SLUGS:
+        raise ValidationFailed.on("slug", f"The slug '{slug.lower()}' is reserved.")
     return slug.lower()
 
 

@@ -81,3 +81,32 @@ def test_audit_events_are_read_only_in_the_admin_even_for_a_superuser(client, op
     event.refresh_from_db()
     assert event.action != "forged"
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_a_person_an_operator_adds_counts_as_verified(client, operator):
+    response = client.post(
+        reverse("admin:orgs_user_add"),
+        {
+            "email": "Added@Example.com",
+            "password1": "a fine long passphrase",
+            "password2": "a fine long passphrase",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 302, response.content
+    added = User.objects.get(email="added@example.com")
+    assert added.email_verified_at is not None
+
+
+def test_the_admin_login_shares_the_login_throttle(db, make_user):
+    from django.test import Client
+
+    victim = make_user("victim@example.com")
+    for _ in range(10):
+        Client(REMOTE_ADDR="198.51.100.3").post(
+            reverse("admin:login"), {"username": victim.email, "password": "guess"}
+        )
+    page = Client(REMOTE_ADDR="198.51.100.3").post(
+        reverse("login"), {"username": victim.email, "password": "correct horse battery staple"}
+    )
+    assert b"Too many failed attempts" in page.content

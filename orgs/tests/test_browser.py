@@ -162,6 +162,41 @@ def test_owner_creates_rotates_and_revokes_a_key(live_server, new_page, org, own
     shoot(page, "key-page")
 
 
+def test_a_newcomer_signs_up_confirms_the_address_and_lands_on_the_keys_page(live_server, new_page):
+    import re
+
+    from django.core import mail
+
+    base = live_server.url
+    page = new_page()
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_role("link", name="Create an account").click()
+    page.get_by_label("Email").fill("newcomer@example.com")
+    page.get_by_label("Organisation name").fill("Newcomer Labs")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    assert page.get_by_role("heading", name="Check your email").is_visible()
+    shoot(page, "signup-sent")
+
+    # Not usable before the address is confirmed, and the login page says why.
+    log_in(page, base, "newcomer@example.com")
+    assert page.get_by_text("Confirm your email address first", exact=False).is_visible()
+
+    (message,) = [m for m in mail.outbox if m.to == ["newcomer@example.com"]]
+    link = re.search(r"https?://\S+/signup/confirm/\S+/", message.body).group(0)
+    page.goto(link)
+    assert page.get_by_role("heading", name="Confirm your email address").is_visible()
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Confirm and continue").click()
+    page.wait_for_load_state()
+    assert page.url.endswith("/settings/api-keys/")
+    assert page.get_by_text("Newcomer Labs is ready", exact=False).is_visible()
+
+    # The link worked once.
+    again = new_page()
+    assert again.goto(link).status == 404
+
+
 def test_invited_member_joins_and_is_refused_the_keys_page(live_server, new_page, org, owner):
     base = live_server.url
     page = new_page()

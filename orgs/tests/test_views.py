@@ -60,9 +60,11 @@ def test_ten_failures_lock_the_account_even_with_the_right_password(org, owner):
 
 
 def test_failures_from_one_address_lock_that_address_for_other_accounts(make_user):
+    from orgs.throttle import LoginThrottle
+
     victim = make_user("victim@example.com")
     client = Client(REMOTE_ADDR="198.51.100.7")
-    for i in range(10):
+    for i in range(LoginThrottle.address_limit):
         client.post(reverse("login"), {"username": f"guess{i}@example.com", "password": "x"})
     response = client.post(reverse("login"), {"username": victim.email, "password": PASSWORD})
     assert b"Too many failed attempts" in response.content
@@ -71,16 +73,22 @@ def test_failures_from_one_address_lock_that_address_for_other_accounts(make_use
     assert response.status_code == 302
 
 
-def test_signup_creates_a_user_and_an_owned_organisation(db):
+def test_signup_creates_an_owned_organisation_once_the_address_is_confirmed(
+    db, django_capture_on_commit_callbacks
+):
     client = Client()
-    response = client.post(
-        reverse("signup"),
-        {
-            "email": "new@example.com",
-            "password": "a fine long password",
-            "organization_name": "Acme Ltd",
-        },
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("signup"),
+            {
+                "email": "new@example.com",
+                "password": "a fine long password",
+                "organization_name": "Acme Ltd",
+            },
+        )
+    assert response.status_code == 200 and not Organization.objects.exists()
+    link = re.search(r"https?://\S+/signup/confirm/\S+/", mail.outbox[-1].body).group(0)
+    response = client.post(link, {"password": "a fine long password"})
     org = Organization.objects.get(name="Acme Ltd")
     assert response["Location"] == reverse("keys", kwargs={"slug": org.slug})
     assert Membership.objects.get(organization=org).role == Role.OWNER

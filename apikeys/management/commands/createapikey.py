@@ -11,7 +11,7 @@ from django.utils import timezone
 from apikeys.services import api_key_create
 from audit.actors import Actor
 from config.errors import KeywardError
-from orgs.models import Organization, User
+from orgs.models import Organization, User, canonical_email
 
 DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -44,7 +44,7 @@ class Command(BaseCommand):
             raise CommandError(f"No organisation with slug '{options['org']}'.", returncode=1)
         owner = None
         if options["owner"]:
-            owner = User.objects.filter(email__iexact=options["owner"]).first()
+            owner = User.objects.filter(email=canonical_email(options["owner"])).first()
             if owner is None:
                 raise CommandError(f"No user {options['owner']}.", returncode=1)
         scopes = None

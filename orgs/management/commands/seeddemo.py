@@ -6,6 +6,7 @@ import secrets
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from audit.actors import Actor
 from orgs.models import Organization, User
@@ -28,12 +29,13 @@ class Command(BaseCommand):
             return
         password = secrets.token_urlsafe(12)
         with transaction.atomic():
-            user = User.objects.filter(email__iexact=DEMO_EMAIL).first()
+            user = User.objects.filter(email=DEMO_EMAIL).first()
             if user is None:
                 user = User.objects.create_superuser(email=DEMO_EMAIL, password=password)
             else:
                 user.set_password(password)
-                user.save(update_fields=["password"])
+                user.email_verified_at = user.email_verified_at or timezone.now()
+                user.save(update_fields=["password", "email_verified_at"])
             organization_create(
                 name="Demo Company", slug=DEMO_SLUG, owner=user, actor=Actor.system("seeddemo")
             )
