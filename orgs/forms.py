@@ -131,7 +131,7 @@ class RoleForm(forms.Form):
 
 
 class PolicyForm(forms.Form):
-    """The four policy fields; `organization_update` decides what is valid."""
+    """The policy fields; `organization_update` decides what is valid."""
 
     max_key_lifetime_days = forms.CharField(
         label="Maximum key lifetime (days)",
@@ -154,4 +154,13 @@ class PolicyForm(forms.Form):
         label="Default rate limit",
         required=False,
         help_text="For keys without their own limit, like 600/min, 10/s, 5000/h or 100000/day.",
+    )
+    email_notices = forms.BooleanField(
+        label="Email notices",
+        required=False,
+        help_text=(
+            "Email a key's owner (for an organisation key: owners and admins) 7 days and "
+            "1 day before it expires, when it expires, when it leaks, and when its secret "
+            "is being guessed. Webhooks are sent either way."
+        ),
     )

@@ -93,12 +93,17 @@ class Organization(models.Model):
         null=True, blank=True, validators=[MinValueValidator(1)]
     )
     default_rate_limit = models.CharField(max_length=32, null=True, blank=True)
+    email_notices = models.BooleanField(
+        default=True,
+        help_text="Email people when keys are about to expire, expire, leak or are attacked.",
+    )
 
     POLICY_FIELDS = (
         "members_can_create_keys",
         "max_key_lifetime_days",
         "daily_request_quota",
         "default_rate_limit",
+        "email_notices",
     )
 
     class Meta:
