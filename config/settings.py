@@ -195,6 +195,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "KeyStatusEnum": "apikeys.models.Status",
         "ActorTypeEnum": ["user", "api_key", "system"],
+        "WebhookEventTypeEnum": "events.catalog.EVENT_TYPE_CHOICES",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -26,6 +26,9 @@ EVENT_TYPES: dict[str, str] = {
     "webhook.test": "A test event, sent on request to one endpoint.",
 }
 
+# For the OpenAPI document: one enum of event types, named once.
+EVENT_TYPE_CHOICES = [(name, name) for name in EVENT_TYPES]
+
 # Audit actions that are webhook events, delivered as recorded.
 AUDITED_EVENT_TYPES = frozenset(
     {
