@@ -22,12 +22,16 @@ from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 from apikeys import tokens
 
+# A webhook signing secret (docs/README-events.md), whatever code hands one to a log.
+_WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]{8,}")
 # Used only if a record is logged before settings are configured: any brand.
 _ANY_BRAND = re.compile(r"([a-z]{2,8})_(live|test)_([0-9A-Za-z]{12})_[0-9A-Za-z]+")
 
 
 def redact(text: str) -> str:
     """Return `text` with every token (or token-shaped text) cut to `<brand>_<env>_<key_id>_…`."""
+    if "whsec_" in text:
+        text = _WEBHOOK_SECRET.sub("whsec_…", text)
     if "_live_" not in text and "_test_" not in text:
         return text  # the fast path: most log lines hold no token at all
     try:

@@ -86,3 +86,15 @@ def test_the_hourly_job_reseals_secrets_under_the_new_key(settings, org):
     stored = WebhookEndpoint.objects.get()
     raw, current = sealing.unseal(stored.secret_sealed, context=endpoint.pk)
     assert current and signing.encode_secret(raw) == secret
+
+
+def test_a_secret_handed_to_a_log_line_is_cut(caplog):
+    import logging
+
+    from config.logging import RedactTokensFilter, redact
+
+    secret = signing.encode_secret(signing.new_secret())
+    assert redact(f"signing with {secret}.") == "signing with whsec_…."
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "secret %s", (secret,), None)
+    RedactTokensFilter().filter(record)
+    assert secret[6:] not in record.getMessage()
