@@ -84,11 +84,15 @@ def sweep() -> dict[str, int]:
         .values_list("pk", flat=True)[:BATCH]
     )
     Event.objects.filter(pk__in=events).update(swept_at=now)
+    # A lease that ran out means a worker took an attempt and died; a delivery due for a
+    # while with no lease at all means its task was never queued (or was lost).
+    abandoned = Q(lease_until__lt=now)
+    never_queued = Q(lease_until__isnull=True) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=overdue)
+    )
     deliveries = list(
-        WebhookDelivery.objects.filter(
-            free, not_recently_swept, state=WebhookDelivery.State.PENDING
-        )
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=overdue))
+        WebhookDelivery.objects.filter(not_recently_swept, state=WebhookDelivery.State.PENDING)
+        .filter(abandoned | never_queued)
         .values_list("pk", flat=True)[:BATCH]
     )
     WebhookDelivery.objects.filter(pk__in=deliveries).update(swept_at=now)
