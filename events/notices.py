@@ -153,10 +153,6 @@ def notice_create(
     return notice
 
 
-def notice_recorded(kind: str, subject: str, slot: str) -> bool:
-    return Notice.objects.filter(kind=kind, subject=subject, slot=slot).exists()
-
-
 def enqueue_notice(notice_id: int) -> None:
     from events.tasks import send_notice
 

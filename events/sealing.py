@@ -10,7 +10,8 @@ the derived key's SHA-256 (it says which key opens it, and nothing about the key
 Rotation follows Django's: move the old SECRET_KEY into SECRET_KEY_FALLBACKS and set
 a new one. Secrets sealed under a fallback still open; the worker re-seals each with
 the current key the next time it signs with it, and the hourly job re-seals the rest
-(events/jobs.py). Once `unsealed_by_fallback()` is empty the fallback can go.
+(events/jobs.py, whose `JobRun` result counts them). Once a run re-seals none, the
+fallback can go.
 """
 
 from __future__ import annotations

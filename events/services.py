@@ -7,20 +7,23 @@ audit event, log line or error ever carries it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from apikeys.models import APIKey
+from apikeys.payloads import key_payload
 from audit.actors import Actor
 from audit.services import audit_record, diff
 from config.errors import Forbidden, NotFound, ValidationFailed
 from events import addresses, catalog, sealing, signing
 from events.models import Event, WebhookDelivery, WebhookEndpoint
-from events.outbox import SYSTEM_ACTOR, actor_payload, event_record, make_id
+from events.notices import notice_create
+from events.outbox import SYSTEM_ACTOR, event_record, make_id
 from orgs.models import Membership, Organization, User
 from orgs.roles import Permission
 from orgs.services import organization_lock
@@ -29,6 +32,8 @@ MAX_ENDPOINTS = 20
 MAX_DESCRIPTION = 200
 ROTATION_OVERLAP = timedelta(hours=24)
 UPDATABLE_FIELDS = ("url", "description", "events", "enabled")
+
+logger = logging.getLogger("keyward.events")
 
 
 def _now():
@@ -162,7 +167,9 @@ def webhook_endpoint_create(
 
 
 @transaction.atomic
-def webhook_endpoint_update(*, endpoint: WebhookEndpoint, actor: Any, **fields: Any):
+def webhook_endpoint_update(
+    *, endpoint: WebhookEndpoint, actor: Any, **fields: Any
+) -> WebhookEndpoint:
     """Change an endpoint's URL, description, events or whether it is enabled."""
     unknown = sorted(set(fields) - set(UPDATABLE_FIELDS))
     if unknown:
@@ -263,19 +270,15 @@ def _manual_delivery(event: Event, endpoint: WebhookEndpoint) -> WebhookDelivery
     return delivery
 
 
-def enqueue_delivery(delivery_id: str, run_after=None) -> None:
-    """Queue the delivery's next attempt (after the caller's commit); the sweep backs this up."""
-    from events.tasks import deliver_webhook
+def enqueue_delivery(delivery_id: str, run_after: datetime | None = None) -> None:
+    """Queue the delivery's next attempt (call it on commit); the sweep backs this up."""
+    from events.tasks import deliver_webhook  # the tasks module imports the services
 
     task = deliver_webhook if run_after is None else deliver_webhook.using(run_after=run_after)
     try:
         task.enqueue(delivery_id)
-    except Exception:
-        import logging
-
-        logging.getLogger("keyward.events").exception(
-            "Could not enqueue delivery %s; the sweep will.", delivery_id
-        )
+    except Exception:  # the change has committed; the sweep queues it later
+        logger.exception("Could not enqueue delivery %s; the sweep will.", delivery_id)
 
 
 @transaction.atomic
@@ -334,8 +337,6 @@ def webhook_endpoint_disable(
             "reason": {"before": None, "after": detail or reason},
         },
     )
-    from events.notices import notice_create
-
     notice_create(
         organization=endpoint.organization,
         kind="webhook.disabled",
@@ -348,20 +349,4 @@ def webhook_endpoint_disable(
 
 def key_event_data(key: APIKey, **extra: Any) -> dict[str, Any]:
     """Return the `data` of a key event the system raised (expiring, expired)."""
-    from apikeys.payloads import key_payload
-
     return {"key": key_payload(key), **extra, "actor": dict(SYSTEM_ACTOR)}
-
-
-__all__ = [
-    "actor_payload",
-    "enqueue_delivery",
-    "key_event_data",
-    "webhook_delivery_redeliver",
-    "webhook_endpoint_create",
-    "webhook_endpoint_delete",
-    "webhook_endpoint_disable",
-    "webhook_endpoint_rotate_secret",
-    "webhook_endpoint_test",
-    "webhook_endpoint_update",
-]

@@ -7,6 +7,7 @@ the reference `standardwebhooks` package).
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,9 @@ class Received:
 class Receiver:
     """A ThreadingHTTPServer on 127.0.0.1 that records what it receives."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        self.server_names: list[str | None] = []  # the SNI each TLS client sent
         self.received: list[Received] = []
         self.replies: list[Reply] = []
         self.default = Reply()
@@ -92,6 +95,9 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            tls.sni_callback = lambda sock, name, context: self.server_names.append(name)
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
