@@ -79,7 +79,7 @@ def sweep() -> dict[str, int]:
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
 
     events = list(
-        Event.objects.filter(not_recently_swept, dispatched_at__isnull=True, endpoint__isnull=True)
+        Event.objects.filter(not_recently_swept, dispatched_at__isnull=True)
         .filter(created_at__lt=overdue)
         .values_list("pk", flat=True)[:BATCH]
     )

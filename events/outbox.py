@@ -91,6 +91,8 @@ def event_record(
         key_id=key_id,
         endpoint=endpoint,
         created_at=created_at,
+        # An event for one endpoint (a test) gets its delivery from the caller: no fan-out.
+        dispatched_at=created_at if endpoint is not None else None,
     )
     if endpoint is None:
         transaction.on_commit(lambda: _enqueue_dispatch(event_id))

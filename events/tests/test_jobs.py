@@ -133,7 +133,9 @@ def test_prune_forgets_attempts_after_thirty_days(org, make_endpoint, receiver, 
     month_ago = timezone.now() - timedelta(days=31)
     WebhookAttempt.objects.filter(delivery=old).update(started_at=month_ago)
     WebhookDelivery.objects.filter(pk=old.pk).update(created_at=month_ago)
+    Event.objects.filter(pk=old.event_id).update(created_at=month_ago)
     removed = jobs.prune()
     assert removed["attempts"] == 1 and removed["deliveries"] == 1
+    assert removed["events"] == 1  # a test event, once its delivery is gone
     assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [new.pk]
     assert WebhookAttempt.objects.filter(delivery=new).count() == 1
