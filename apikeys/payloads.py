@@ -1,4 +1,4 @@
-"""The key object as the API shows it (DESIGN §5), for the API and for webhook payloads."""
+"""The key object as the API shows it, for the API and for webhook payloads."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def iso(value: datetime | None) -> str | None:
 
 
 def key_payload(key: APIKey) -> dict[str, Any]:
-    """Return the key object of DESIGN §5; it never holds the token or its hash."""
+    """Return the key object the API shows; it never holds the token or its hash."""
     owner = key.owner if key.owner_id else None
     return {
         "id": key.id,

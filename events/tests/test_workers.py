@@ -243,3 +243,14 @@ def test_notices_are_sent_once_per_key_and_threshold_with_two_workers(org, make_
     assert len(subjects) == len(keys), subjects
     assert sorted(subjects) == sorted(set(subjects))  # each key's notice once
     assert all(any(f"Expiring {n}" in s for s in subjects) for n in range(len(keys)))
+    # Both workers' schedulers ran all along: each periodic job was queued once per period.
+    from django_tasks_db.models import DBTaskResult
+
+    queued = Counter(
+        tuple(args_kwargs["args"])
+        for args_kwargs in DBTaskResult.objects.filter(task_path="events.tasks.run_job")
+        .exclude(args_kwargs__args=["key_notices", start])
+        .values_list("args_kwargs", flat=True)
+    )
+    assert queued and set(queued.values()) == {1}, queued
+    assert {job for job, _period in queued} >= {"sweep", "invalid_key_spike", "prune"}
