@@ -198,7 +198,11 @@ class Deliverer:
         return self.clock() + delay
 
     def finish(
-        self, delivery: WebhookDelivery, attempt: WebhookAttempt, answer: Answer, cancel=False
+        self,
+        delivery: WebhookDelivery,
+        attempt: WebhookAttempt,
+        answer: Answer,
+        cancel: bool = False,
     ) -> str:
         """Record the attempt and move the delivery on, if the attempt is still its current one."""
         now = self.clock()

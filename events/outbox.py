@@ -47,7 +47,9 @@ def actor_payload(event: AuditEvent) -> dict[str, Any]:
 SYSTEM_ACTOR = {"type": "system", "id": None, "label": "keyward"}
 
 
-def _body(event_id: str, event_type: str, created_at: datetime, org: Organization, data: dict):
+def _body(
+    event_id: str, event_type: str, created_at: datetime, org: Organization, data: dict
+) -> str:
     document = {
         "id": event_id,
         "type": event_type,
