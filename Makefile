@@ -41,11 +41,16 @@ $(VENV)/.browser: | $(BIN)/python
 	  && mv $@.tmp $@
 	@echo "make: wrote .env (DEBUG=1 and secrets for this checkout only)"
 
-## run: install, migrate the SQLite database, create the demo organisation, serve.
+## run: install, migrate the SQLite database, create the demo organisation, serve, with one
+## background worker beside the server (webhooks, email notices); the worker stops with it.
+## Webhooks may reach loopback receivers here (development only).
 run: $(VENV)/.installed .env
 	DEBUG=1 $(BIN)/python manage.py migrate --no-input
 	DEBUG=1 $(BIN)/python manage.py seeddemo
-	DEBUG=1 $(BIN)/python manage.py runserver 127.0.0.1:8000
+	export DEBUG=1 KEYWARD_WEBHOOK_ALLOW_PRIVATE=1; \
+	$(BIN)/python manage.py db_worker --no-reload & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; trap 'exit 130' INT TERM; \
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 ## test: install the development requirements, lint (ruff, import layers) and run every test.
 test: $(VENV)/.dev-installed $(VENV)/.browser

@@ -15,6 +15,8 @@ from rest_framework.views import APIView
 from apikeys import api_docs as docs
 from apikeys import services
 from apikeys.models import APIKey, Environment, KeyActivity
+from apikeys.payloads import iso as _iso
+from apikeys.payloads import key_payload
 from apikeys.selectors import (
     api_keys_visible,
     key_activity_for,
@@ -27,35 +29,6 @@ from audit.api import InstantField
 from config.errors import NotFound, ValidationFailed
 from config.openapi import error_response
 from config.pagination import NewestFirstPagination
-
-
-def key_payload(key: APIKey) -> dict[str, Any]:
-    """Return the key object of docs/reference/api.md; never the token or its hash."""
-    owner = key.owner if key.owner_id else None
-    return {
-        "id": key.id,
-        "prefix": key.prefix,
-        "last4": key.last4,
-        "name": key.name,
-        "environment": key.environment,
-        "scopes": list(key.scopes),
-        "status": key.status,
-        "owner": {"id": str(owner.pk), "email": owner.email} if owner else None,
-        "created_by": key.created_by_payload,
-        "created_at": _iso(key.created_at),
-        "expires_at": _iso(key.expires_at),
-        "revoked_at": _iso(key.revoked_at),
-        "replaced_by": key.replaced_by_id,
-        "last_used_at": _iso(key.last_used_at),
-        "last_used_ip": key.last_used_ip,
-        "usage_count": key.usage_count,
-        "allowed_ips": list(key.allowed_ips),
-        "rate_limit": key.rate_limit,
-    }
-
-
-def _iso(value) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 class TextField(serializers.CharField):

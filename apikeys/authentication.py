@@ -18,6 +18,7 @@ from apikeys import tokens
 from apikeys.abuse import InvalidKeyGuard
 from apikeys.cache import read_generation, verified_keys
 from apikeys.models import APIKey, Status
+from apikeys.refusals import key_refused
 from apikeys.request_state import request_state
 from apikeys.roundtrip import USAGE, SharedRoundTrip, claim, settle
 from apikeys.usage import usage_counter
@@ -226,6 +227,7 @@ class APIKeyAuthentication(BaseAuthentication):
         return state
 
     def _reject(self, request, error: KeywardError):
+        key_refused(request, error)
         self.on_invalid_key(request, error)
         raise APIKeyRejected(error)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +24,22 @@ logger = logging.getLogger("keyward.audit")
 
 def _now() -> datetime:
     return timezone.now()
+
+
+# Called after each event is recorded, inside its transaction: listener(event, target=, actor=).
+_listeners: list[Callable[..., None]] = []
+
+
+def register_listener(listener: Callable[..., None]) -> None:
+    """Call `listener(event, target=…, actor=…)` for every event, in the change's transaction.
+
+    Apps above this one register from their AppConfig.ready() (the webhook outbox,
+    docs/README-events.md), so that what a listener writes commits or rolls back with
+    the change. `target` and `actor` are the objects the service passed, not their
+    labels. A listener that raises undoes the change: no change without its consequences.
+    """
+    if listener not in _listeners:
+        _listeners.append(listener)
 
 
 def _json_safe(changes: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +111,8 @@ def audit_record(
     )
     event.hash = event.compute_hash()
     event.save()
+    for listener in _listeners:
+        listener(event, target=target, actor=actor)
     return event
 
 

@@ -52,6 +52,9 @@ def guards(include_fresh: bool) -> list[Guard]:
     rows = [
         Guard("no authentication", "pooled", "/bench/none", None),
         Guard("Keyward, unlimited key", "pooled", "/bench/keyward", "unlimited"),
+        Guard(
+            "Keyward, org with a webhook on every event", "pooled", "/bench/keyward", "webhooked"
+        ),
         Guard("Keyward, rate-limited key", "pooled", "/bench/keyward-limited", "limited"),
         Guard("DRF TokenAuthentication", "pooled", "/bench/drf-token", "drf_token", "Token"),
         Guard(

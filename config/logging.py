@@ -23,6 +23,8 @@ from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 from apikeys import tokens
 
+# A webhook signing secret (docs/README-events.md), whatever code hands one to a log.
+_WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]{8,}")
 # Used only if a record is logged before settings are configured: any brand.
 _ANY_BRAND = re.compile(r"([a-z]{2,8})_(live|test)_([0-9A-Za-z]{12})_[0-9A-Za-z]+")
 
@@ -30,9 +32,12 @@ _ANY_BRAND = re.compile(r"([a-z]{2,8})_(live|test)_([0-9A-Za-z]{12})_[0-9A-Za-z]
 def redact(text: str) -> str:
     """Return `text` with every token (or token-shaped text) cut to `<brand>_<env>_<key_id>_…`.
 
-    A token written with %-escapes (`kw%5Flive%5F…`, as a request line can carry
-    it) is found too: such a text is given back decoded, with the token cut.
+    Webhook signing secrets are cut to `whsec_…`. A token written with %-escapes
+    (`kw%5Flive%5F…`, as a request line can carry it) is found too: such a text is
+    given back decoded, with the token cut.
     """
+    if "whsec_" in text:
+        text = _WEBHOOK_SECRET.sub("whsec_…", text)
     if "%" in text:
         decoded = unquote(text)
         if decoded != text and ("_live_" in decoded or "_test_" in decoded):

@@ -44,6 +44,10 @@ INSTALLED_APPS = [
     "apikeys",
     "audit",
     "leaks",
+    # Before django_tasks_db: its `db_worker` command is extended by ours (docs/README-events.md).
+    "events",
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -217,6 +221,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "KeyStatusEnum": "apikeys.models.Status",
         "ActorTypeEnum": ["user", "api_key", "system"],
+        "WebhookEventTypeEnum": "events.catalog.EVENT_TYPE_CHOICES",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -260,8 +265,22 @@ KEYWARD_SCOPES = {
     "members:write": "Invite, change and remove members.",
     "audit:read": "Read the organisation's audit log.",
     "usage:read": "Read usage figures and limits.",
+    "webhooks:read": "List webhook endpoints and their deliveries.",
+    "webhooks:write": "Add, change, test and delete webhook endpoints; redeliver events.",
     "admin": "Every scope, present and future.",
 }
+
+# Background work: Django's Tasks framework (the django-tasks backport) on the database
+# backend, so that workers on any number of machines share one queue (docs/README-events.md).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+# Webhooks (docs/README-events.md). Private and loopback receivers, and plain http, are for
+# development and tests only.
+KEYWARD_WEBHOOK_ALLOW_PRIVATE = env.bool("KEYWARD_WEBHOOK_ALLOW_PRIVATE", default=False)
+KEYWARD_WEBHOOK_ALLOW_HTTP = env.bool("KEYWARD_WEBHOOK_ALLOW_HTTP", default=False)
+KEYWARD_WEBHOOK_TIMEOUT = env.float("KEYWARD_WEBHOOK_TIMEOUT", default=15.0)
+# How often a worker looks for work another worker dropped (it died mid-task, or a
+# process stopped between a commit and its enqueue).
+KEYWARD_SWEEP_SECONDS = env.int("KEYWARD_SWEEP_SECONDS", default=60)
 
 # Every handler carries `redact_tokens` (a test checks it): no log line can hold a key.
 # Django's own loggers are named here so that its default handlers, which lack the

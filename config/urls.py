@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("apikeys.urls")),
     path("", include("audit.urls")),
     path("", include("leaks.urls")),
+    path("", include("events.urls")),
     path("schema", views.SchemaApi.as_view(), name="api-schema"),
     path("docs/", views.SwaggerUiPage.as_view(), name="api-docs"),
 ]
@@ -22,6 +23,7 @@ urlpatterns = [
     # Pages (docs/README-pages.md): getting in, then each organisation's settings.
     path("orgs/<slug:slug>/settings/api-keys/", include("apikeys.urls_pages")),
     path("orgs/<slug:slug>/settings/audit-log/", include("audit.urls_pages")),
+    path("orgs/<slug:slug>/settings/webhooks/", include("events.urls_pages")),
     path("", include("orgs.urls")),
 ]
 

@@ -235,6 +235,15 @@ class PolicyForm(forms.Form):
         required=False,
         help_text="For keys without their own limit, like 600/min, 10/s, 5000/h or 100000/day.",
     )
+    email_notices = forms.BooleanField(
+        label="Email notices",
+        required=False,
+        help_text=(
+            "Email a key's owner (for an organisation key: owners and admins) 7 days and "
+            "1 day before it expires, when it expires, when it leaks, and when its secret "
+            "is being guessed. Webhooks are sent either way."
+        ),
+    )
     leak_response = forms.ChoiceField(
         label="When a key is reported as leaked",
         choices=LeakResponse.choices,

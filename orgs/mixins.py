@@ -62,6 +62,7 @@ class OrgPageMixin(LoginRequiredMixin, ContextMixin):
                 "members": policy.can(Permission.MANAGE_MEMBERS),
                 "audit": policy.can(Permission.READ_AUDIT_LOG),
                 "policy": policy.can(Permission.MANAGE_POLICY),
+                "webhooks": policy.can(Permission.MANAGE_WEBHOOKS),
             },
         )
         return context

@@ -139,6 +139,10 @@ class Organization(models.Model):
     leak_response = models.CharField(
         max_length=8, choices=LeakResponse.choices, default=LeakResponse.REVOKE
     )
+    email_notices = models.BooleanField(
+        default=True,
+        help_text="Email people when keys are about to expire, expire, leak or are attacked.",
+    )
 
     POLICY_FIELDS = (
         "members_can_create_keys",
@@ -146,6 +150,7 @@ class Organization(models.Model):
         "daily_request_quota",
         "default_rate_limit",
         "leak_response",
+        "email_notices",
     )
 
     class Meta:

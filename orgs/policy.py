@@ -37,7 +37,7 @@ def clean_policy(fields: dict[str, Any]) -> dict[str, Any]:
                 if not value or len(value) > 100:
                     raise ValidationFailed.on(name, "Use 1 to 100 characters.")
                 cleaned[name] = value
-            elif name == "members_can_create_keys":
+            elif name in ("members_can_create_keys", "email_notices"):
                 if not isinstance(value, bool):
                     raise ValidationFailed.on(name, "Must be true or false.")
                 cleaned[name] = value

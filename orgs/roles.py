@@ -17,8 +17,13 @@ class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
 
 
+# Scopes that read the organisation's record of what happened to every key and person:
+# the audit log, and the webhook deliveries that carry the same facts (docs/README-events.md).
+RECORD_SCOPES = frozenset({"audit:read", "webhooks:read"})
 # Scopes a member's keys can never carry (docs/reference/roles.md, "scope ceiling").
-MEMBER_EXCLUDED_SCOPES = frozenset({"keys:write", "members:write", "audit:read", ADMIN_SCOPE})
+MEMBER_EXCLUDED_SCOPES = frozenset(
+    {"keys:write", "members:write", "webhooks:write", ADMIN_SCOPE} | RECORD_SCOPES
+)
 
 
 class Permission(StrEnum):
@@ -28,6 +33,7 @@ class Permission(StrEnum):
     MANAGE_OWNERS = "manage_owners"
     READ_AUDIT_LOG = "read_audit_log"
     MANAGE_POLICY = "manage_policy"
+    MANAGE_WEBHOOKS = "manage_webhooks"
 
 
 _GRANTS: dict[str, frozenset[Permission]] = {
@@ -73,6 +79,6 @@ def scope_ceiling(role: str | None) -> frozenset[str]:
         return frozenset(registry) - MEMBER_EXCLUDED_SCOPES
     if role == Role.VIEWER:
         return frozenset(
-            name for name in registry if name.endswith(":read") and name != "audit:read"
+            name for name in registry if name.endswith(":read") and name not in RECORD_SCOPES
         )
     return frozenset()

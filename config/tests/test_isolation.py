@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.test import override_settings
 
 from apikeys.models import APIKey
 from apikeys.services import api_key_create
 from audit.actors import Actor
+from events.models import WebhookDelivery, WebhookEndpoint
+from events.services import webhook_endpoint_create, webhook_endpoint_test
 from orgs.models import Membership
 from orgs.roles import Role, scope_ceiling
 from orgs.services import invitation_create
 
 ROLES = [Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER]
 SECRET_NAME = "Bravo Secret Project"
+BRAVO_HOOK = "https://bravo-secret-hooks.example.com/in"
 SYSTEM = Actor.system("isolation")
 
 
@@ -32,6 +36,11 @@ def world(make_org, add_member, make_user):
     invitation, _ = invitation_create(
         organization=bravo, email="bravo.invitee@example.com", role=Role.MEMBER, actor=SYSTEM
     )
+    with override_settings(KEYWARD_WEBHOOK_ALLOW_PRIVATE=True):
+        bravo_endpoint, _ = webhook_endpoint_create(
+            organization=bravo, actor=SYSTEM, url=BRAVO_HOOK, description=SECRET_NAME
+        )
+    bravo_delivery = webhook_endpoint_test(endpoint=bravo_endpoint, actor=SYSTEM)
     tokens = {}
     for role, person in people.items():
         scopes = sorted(scope_ceiling(role))
@@ -46,12 +55,19 @@ def world(make_org, add_member, make_user):
         "bravo_key": bravo_key,
         "bravo_membership": Membership.objects.get(user=bravo_member),
         "invitation": invitation,
+        "bravo_endpoint": bravo_endpoint,
+        "bravo_delivery": bravo_delivery,
     }
 
 
 def assert_no_leak(response, world):
     text = response.content.decode(errors="replace")
-    for secret in (SECRET_NAME, "bravo.person@example.com", "bravo.invitee@example.com"):
+    for secret in (
+        SECRET_NAME,
+        "bravo.person@example.com",
+        "bravo.invitee@example.com",
+        BRAVO_HOOK,
+    ):
         assert secret not in text, (response.status_code, secret)
 
 
@@ -62,6 +78,20 @@ def api_requests(world):
         ("patch", f"/api/v1/keys/{key_id}", {"name": "pwned"}),
         ("post", f"/api/v1/keys/{key_id}/rotate", {"grace_period": 0}),
         ("post", f"/api/v1/keys/{key_id}/revoke", {}),
+        *webhook_api_requests(world),
+    ]
+
+
+def webhook_api_requests(world):
+    endpoint, delivery = world["bravo_endpoint"].pk, world["bravo_delivery"].pk
+    return [
+        ("get", f"/api/v1/webhook-endpoints/{endpoint}", None),
+        ("patch", f"/api/v1/webhook-endpoints/{endpoint}", {"enabled": False}),
+        ("delete", f"/api/v1/webhook-endpoints/{endpoint}", None),
+        ("post", f"/api/v1/webhook-endpoints/{endpoint}/rotate-secret", {}),
+        ("post", f"/api/v1/webhook-endpoints/{endpoint}/test", {}),
+        ("get", f"/api/v1/webhook-endpoints/{endpoint}/deliveries", None),
+        ("post", f"/api/v1/webhook-deliveries/{delivery}/redeliver", {}),
     ]
 
 
@@ -99,6 +129,9 @@ def test_api_with_every_role_never_reaches_another_organisation(client, world, r
         None,
         None,
     )
+    endpoint = WebhookEndpoint.objects.get(pk=world["bravo_endpoint"].pk)
+    assert (endpoint.enabled, endpoint.secret_rotated_at) == (True, None)
+    assert WebhookDelivery.objects.filter(endpoint=endpoint).count() == 1
 
 
 def bravo_pages(world):
@@ -124,6 +157,14 @@ def bravo_pages(world):
         ("post", f"{base}/policy/"),
         ("get", f"{base}/audit-log/"),
         ("get", f"{base}/audit-log/export.csv"),
+        ("get", f"{base}/webhooks/"),
+        ("get", f"{base}/webhooks/new/"),
+        ("post", f"{base}/webhooks/new/"),
+        ("get", f"{base}/webhooks/{world['bravo_endpoint'].pk}/edit/"),
+        ("post", f"{base}/webhooks/{world['bravo_endpoint'].pk}/test/"),
+        ("post", f"{base}/webhooks/{world['bravo_endpoint'].pk}/rotate-secret/"),
+        ("post", f"{base}/webhooks/{world['bravo_endpoint'].pk}/delete/"),
+        ("post", f"{base}/webhooks/deliveries/{world['bravo_delivery'].pk}/redeliver/"),
     ]
 
 
@@ -148,6 +189,8 @@ def test_own_organisation_pages_naming_another_organisations_objects_are_404(cli
         ("post", f"{base}/api-keys/{key_id}/revoke/"),
         ("post", f"{base}/members/{world['bravo_membership'].pk}/remove/"),
         ("post", f"{base}/invitations/{world['invitation'].pk}/withdraw/"),
+        ("post", f"{base}/webhooks/{world['bravo_endpoint'].pk}/delete/"),
+        ("post", f"{base}/webhooks/deliveries/{world['bravo_delivery'].pk}/redeliver/"),
     ]:
         response = getattr(client, method)(path)
         assert response.status_code in {403, 404}, (role, method, path, response.status_code)
@@ -159,7 +202,7 @@ def test_own_organisation_pages_naming_another_organisations_objects_are_404(cli
     [
         (role, page, 200 if role in (Role.OWNER, Role.ADMIN) else 403)
         for role in ROLES
-        for page in ("members", "audit-log", "policy")
+        for page in ("members", "audit-log", "policy", "webhooks")
     ]
     + [(Role.MEMBER, "api-keys", 200), (Role.VIEWER, "api-keys", 403)],
 )

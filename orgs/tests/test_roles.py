@@ -10,6 +10,8 @@ ALL = {
     "members:write",
     "audit:read",
     "usage:read",
+    "webhooks:read",
+    "webhooks:write",
     "admin",
 }
 
@@ -34,6 +36,10 @@ ALL = {
         (Role.ADMIN, Permission.READ_AUDIT_LOG, True),
         (Role.MEMBER, Permission.READ_AUDIT_LOG, False),
         (Role.VIEWER, Permission.READ_AUDIT_LOG, False),
+        (Role.OWNER, Permission.MANAGE_WEBHOOKS, True),
+        (Role.ADMIN, Permission.MANAGE_WEBHOOKS, True),
+        (Role.MEMBER, Permission.MANAGE_WEBHOOKS, False),
+        (Role.VIEWER, Permission.MANAGE_WEBHOOKS, False),
     ],
 )
 def test_role_table(role, permission, allowed):
@@ -60,6 +66,9 @@ def test_scope_ceilings_follow_the_design_table():
     assert scope_ceiling(Role.MEMBER) == {"keys:read", "members:read", "usage:read"}
     assert scope_ceiling(Role.VIEWER) == {"keys:read", "members:read", "usage:read"}
     assert scope_ceiling(None) == frozenset()
+    # Webhook deliveries carry what the audit log does: owners and admins only.
+    for role in (Role.MEMBER, Role.VIEWER):
+        assert not {"webhooks:read", "webhooks:write"} & scope_ceiling(role)
 
 
 def test_ceilings_are_expressed_against_the_registry():

@@ -42,6 +42,7 @@ class Command(BaseCommand):
             _, peer_key = PeerAPIKey.objects.create_key(name="bench")
         out = {
             "unlimited": key("unlimited", ["keys:read"]),
+            "webhooked": _webhooked_key(system),
             "limited": key("limited", ["keys:read"], rate_limit=BENCH_RATE_LIMIT),
             "manager": key("manager", ["keys:read", "keys:write"]),
             "target": key("target", ["keys:read", "keys:write"]),
@@ -51,3 +52,19 @@ class Command(BaseCommand):
             "drf_api_key": peer_key,
         }
         self.stdout.write(json.dumps(out))
+
+
+def _webhooked_key(system: Actor) -> dict[str, str]:
+    """Return a key of a second organisation whose webhook endpoint takes every event."""
+    from django.test import override_settings
+
+    from events.services import webhook_endpoint_create
+
+    owner = User.objects.create_user(email="owner@hooks.bench.example", password=None)
+    org = organization_create(name="Bench hooks", slug="bench-hooks", owner=owner, actor=system)
+    with override_settings(KEYWARD_WEBHOOK_ALLOW_PRIVATE=True):  # never resolved: no worker runs
+        webhook_endpoint_create(organization=org, actor=system, url="https://hooks.bench.invalid/")
+    made, token = api_key_create(
+        organization=org, actor=system, name="unlimited", scopes=["keys:read"]
+    )
+    return {"id": made.id, "token": token}

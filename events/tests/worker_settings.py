@@ -1,0 +1,8 @@
+"""Settings for `db_worker` processes started by the worker tests: emails go to files."""
+
+import os
+
+from config.settings_test import *  # noqa: F403
+
+EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+EMAIL_FILE_PATH = os.environ["KEYWARD_TEST_MAIL_DIR"]
