@@ -5,6 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import (
+    DisallowedHost,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+)
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
@@ -124,6 +130,11 @@ class KeyRevoked(KeywardError):
     default_message = "This key is revoked or expired and can no longer be changed."
 
 
+class PayloadTooLarge(KeywardError):
+    status = 413
+    code = "payload_too_large"
+
+
 class RateLimited(KeywardError):
     status = 429
     code = "rate_limited"
@@ -218,6 +229,14 @@ def _translate(exc: Exception) -> KeywardError | None:
         error = KeywardError(str(exc.detail))
         error.status, error.code = 406, "not_acceptable"
         return error
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge("The request body is too large.")
+    if isinstance(exc, DisallowedHost):
+        return ValidationFailed("This server does not answer to that Host header.")
+    if isinstance(exc, TooManyFieldsSent):
+        return ValidationFailed("The request has too many query or form fields.")
+    if isinstance(exc, SuspiciousOperation):
+        return ValidationFailed("The request is malformed.")
     if isinstance(exc, OperationalError | InterfaceError):
         return Unavailable()
     if isinstance(exc, DatabaseError) and _looks_like_lost_connection(exc):
@@ -253,6 +272,19 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
 def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None):
+    """Answer a malformed request under /api/ with JSON; leave pages to Django's template.
+
+    Django sends here what it refuses before any view runs: a Host header outside
+    ALLOWED_HOSTS, too many query or form fields, a body over the size limit.
+    """
+    if _is_api(request):
+        return error_response(_translate(exception) or ValidationFailed())
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None):
