@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
+import yaml
 from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from django.urls import path
@@ -37,6 +39,30 @@ def test_schema_is_json_and_public(client, db):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/vnd.oai.openapi+json")
     assert response.json()["openapi"].startswith("3.")
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("application/json", "application/json"),
+        ("application/vnd.oai.openapi+json", "application/vnd.oai.openapi+json"),
+        ("application/json, text/plain, */*", "application/json"),  # what axios sends
+        ("text/html", "application/vnd.oai.openapi+json"),  # unsatisfiable: the default
+    ],
+)
+def test_schema_is_served_as_json_for_json_accept_headers(client, db, accept, content_type):
+    response = client.get("/api/v1/schema", HTTP_ACCEPT=accept)
+    assert response.status_code == 200, response.content[:200]
+    assert response["Content-Type"].startswith(content_type)
+    assert json.loads(response.content)["openapi"].startswith("3.")
+
+
+@pytest.mark.parametrize("accept", ["application/yaml", "application/vnd.oai.openapi"])
+def test_schema_is_served_as_yaml_when_asked(client, db, accept):
+    response = client.get("/api/v1/schema", HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith(accept)
+    assert yaml.safe_load(response.content)["openapi"].startswith("3.")
 
 
 def test_schema_is_valid_openapi_3(schema):
