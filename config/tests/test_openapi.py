@@ -136,7 +136,7 @@ def test_every_operation_uses_the_bearer_scheme(schema):
 def test_every_operation_documents_its_errors_with_the_error_shape(schema):
     error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
     for route, method, operation in operations(schema):
-        expected = {"400", "401", "403", "429", "503"} | ({"404"} if "{" in route else set())
+        expected = {"400", "401", "403", "413", "429", "503"} | ({"404"} if "{" in route else set())
         errors = {s for s in operation["responses"] if s.startswith(("4", "5"))}
         assert expected <= errors, (route, method)
         for status in errors:
@@ -185,7 +185,7 @@ def test_a_view_added_later_is_described_with_scopes_and_errors():
     operation = generator.get_schema(request=None, public=True)["paths"]["/api/v1/usage"]["get"]
     assert operation["x-required-scopes"] == ["usage:read"]
     assert operation["security"] == [{"bearerAuth": []}]
-    assert {"400", "401", "403", "429", "503"} <= set(operation["responses"])
+    assert {"400", "401", "403", "413", "429", "503"} <= set(operation["responses"])
 
 
 def test_swagger_ui_is_served_without_cdn_and_without_inline_script(client, db):
