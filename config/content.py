@@ -28,6 +28,7 @@ from config.input import (
     JSONTooDeep,
     check_json_document,
     max_body_bytes,
+    too_large_message,
 )
 
 NOT_JSON = "The request body is not valid JSON."
@@ -38,10 +39,6 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")  # NaN and Infinity are JavaScript, not JSON
 
 
-def _too_large() -> PayloadTooLarge:
-    return PayloadTooLarge(f"The request body is larger than {max_body_bytes()} bytes.")
-
-
 class JSONBodyParser(JSONParser):
     """Parse a UTF-8 JSON body within the size, depth and character limits of config.input."""
 
@@ -49,7 +46,7 @@ class JSONBodyParser(JSONParser):
         limit = max_body_bytes()
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
-            raise _too_large()
+            raise PayloadTooLarge(too_large_message())
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

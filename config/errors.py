@@ -17,6 +17,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from config.context import current_request_id
+from config.input import too_large_message
 
 logger = logging.getLogger("keyward.errors")
 
@@ -230,7 +231,7 @@ def _translate(exc: Exception) -> KeywardError | None:
         error.status, error.code = 406, "not_acceptable"
         return error
     if isinstance(exc, RequestDataTooBig):
-        return PayloadTooLarge("The request body is too large.")
+        return PayloadTooLarge(too_large_message())
     if isinstance(exc, DisallowedHost):
         return ValidationFailed("This server does not answer to that Host header.")
     if isinstance(exc, TooManyFieldsSent):

@@ -50,6 +50,11 @@ def max_body_bytes() -> int:
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
+def too_large_message() -> str:
+    """Return the message of `413 payload_too_large`."""
+    return f"The request body is larger than {max_body_bytes()} bytes."
+
+
 def first_field_with(
     pairs: Iterable[tuple[str, list[str]]], *, acceptable=body_text_is_acceptable
 ) -> str | None:

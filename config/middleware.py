@@ -29,6 +29,7 @@ from config.input import (
     first_field_with,
     has_control_characters,
     max_body_bytes,
+    too_large_message,
     without_control_characters,
 )
 from config.net import client_ip
@@ -213,9 +214,7 @@ class RequestEdgeMiddleware:
 
     def too_large(self, request: HttpRequest, api: bool) -> HttpResponse:
         if api:
-            return error_response(
-                PayloadTooLarge(f"The request body is larger than {max_body_bytes()} bytes.")
-            )
+            return error_response(PayloadTooLarge(too_large_message()))
         return TemplateResponse(request, "413.html", status=413).render()
 
     def suspicious(self, request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
