@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import date, timedelta
 from typing import Any
 
 from django import forms
 from django.core.paginator import Paginator
+from django.core.validators import MaxValueValidator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.generic import TemplateView, View
@@ -44,7 +46,11 @@ class AuditFilterForm(forms.Form):
         label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
     until = forms.DateField(
-        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+        label="To",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        # The filter ends at the next day's start, which must exist.
+        validators=[MaxValueValidator(date.max - timedelta(days=1))],
     )
     target = forms.CharField(required=False, widget=forms.HiddenInput)
 
@@ -124,7 +130,13 @@ class AuditLogView(AuditPageMixin, TemplateView):
 
 class AuditExportView(AuditPageMixin, View):
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        events = self.filtered(self.filter_form())
+        form = self.filter_form()
+        if form.is_bound and not form.is_valid():
+            # Never export more than was asked for: show the filters and their errors.
+            response = AuditLogView.as_view()(request, *args, **kwargs)
+            response.status_code = 400
+            return response
+        events = self.filtered(form)
         writer = csv.writer(_Echo())
 
         def rows():

@@ -5,12 +5,19 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from django.core.exceptions import (
+    DisallowedHost,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+)
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from config.context import current_request_id
+from config.input import too_large_message
 
 logger = logging.getLogger("keyward.errors")
 
@@ -334,6 +341,14 @@ def as_keyward_error(exc: Exception) -> KeywardError | None:
         return MethodNotAllowed(str(exc.detail))
     if isinstance(exc, drf.NotAcceptable):
         return NotAcceptable(str(exc.detail))
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge(too_large_message())
+    if isinstance(exc, DisallowedHost):
+        return ValidationFailed("This server does not answer to that Host header.")
+    if isinstance(exc, TooManyFieldsSent):
+        return ValidationFailed("The request has too many query or form fields.")
+    if isinstance(exc, SuspiciousOperation):
+        return ValidationFailed("The request is malformed.")
     if isinstance(exc, OperationalError | InterfaceError):
         return Unavailable()
     if isinstance(exc, DatabaseError) and _looks_like_lost_connection(exc):
@@ -371,6 +386,19 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
 def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None):
+    """Answer a malformed request under /api/ with JSON; leave pages to Django's template.
+
+    Django sends here what it refuses before any view runs: a Host header outside
+    ALLOWED_HOSTS, too many query or form fields, a body over the size limit.
+    """
+    if _is_api(request):
+        return error_response(as_keyward_error(exception) or ValidationFailed())
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None):

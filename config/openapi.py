@@ -4,7 +4,7 @@
 under /api/v1/ is described with no extra work: its scopes come from `HasScope`
 (`required_scopes` or `required_scopes_by_method`) into the description and the
 `x-required-scopes` extension, and the errors it can answer (400, 401, 403, 404,
-429, 503) are added with the `ErrorResponse` body. A view documents its own
+413, 429, 503) are added with the `ErrorResponse` body. A view documents its own
 success body, query parameters and any extra error (409) with `@extend_schema`.
 
 This module must not import anything that uses `@extend_schema` at import time:
@@ -62,11 +62,15 @@ class ErrorResponseSerializer(serializers.Serializer):
 
 
 ERROR_DESCRIPTIONS = {
-    400: "`validation_error` (bad input, or a body that is not JSON) or `key_in_url`.",
+    400: (
+        "`validation_error` (bad input: a body that is not JSON or nests deeper than 32 "
+        "levels, a control character in the query or the body) or `key_in_url`."
+    ),
     401: "`missing_key`, `invalid_key` or `expired_key`.",
     403: "`missing_scope`, `scope_not_allowed`, `ip_not_allowed` or `quota_exceeded`.",
     404: "`not_found`: no such object in the caller's organisation.",
     409: "`key_revoked`: the key is revoked, expired or already rotated.",
+    413: "`payload_too_large`: the request body is larger than 1 MiB.",
     429: "`rate_limited`: wait `Retry-After` seconds.",
     503: "`unavailable`: the database cannot be reached; retry after `Retry-After` seconds.",
 }
@@ -135,7 +139,7 @@ class KeywardAutoSchema(AutoSchema):
 
     def error_statuses(self) -> list[int]:
         """Return the error statuses any operation of this kind can answer."""
-        statuses = [400, 429, 503]
+        statuses = [400, 413, 429, 503]
         if self.uses_keys():
             statuses.append(401)
         if self.required_scopes() is not None:

@@ -54,6 +54,7 @@ MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.ContentSecurityPolicyMiddleware",
+    "config.middleware.RequestEdgeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.KeyInUrlMiddleware",
     "apikeys.middleware.KeyResponseHeadersMiddleware",
@@ -64,6 +65,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# The largest request body read: a larger one is `413 payload_too_large` (config.input).
+# Keyward's own bodies are a few kilobytes at most.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -193,7 +198,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apikeys.authentication.APIKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["apikeys.permissions.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.content.JSONBodyParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.content.FirstRendererIfNoneAccepted",
     "DEFAULT_THROTTLE_CLASSES": [
         "apikeys.throttling.KeyRateThrottle",
         "apikeys.throttling.DailyQuotaThrottle",

@@ -27,5 +27,6 @@ urlpatterns = [
     path("", include("orgs.urls")),
 ]
 
+handler400 = "config.errors.handler400"
 handler404 = "config.errors.handler404"
 handler500 = "config.errors.handler500"

@@ -5,7 +5,12 @@ from __future__ import annotations
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
-from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
+from drf_spectacular.renderers import (
+    OpenApiJsonRenderer,
+    OpenApiJsonRenderer2,
+    OpenApiYamlRenderer,
+    OpenApiYamlRenderer2,
+)
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config.errors import Unavailable, error_response
@@ -30,9 +35,19 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 class SchemaApi(SpectacularAPIView):
-    """The OpenAPI 3 document, as JSON unless YAML is asked for."""
+    """The OpenAPI 3 document, as JSON unless YAML is asked for.
 
-    renderer_classes = [OpenApiJsonRenderer, OpenApiYamlRenderer]
+    JSON answers `application/vnd.oai.openapi+json` (the default) and
+    `application/json`; YAML answers `application/vnd.oai.openapi` and
+    `application/yaml`. Any other `Accept` gets the default.
+    """
+
+    renderer_classes = [
+        OpenApiJsonRenderer,
+        OpenApiJsonRenderer2,
+        OpenApiYamlRenderer,
+        OpenApiYamlRenderer2,
+    ]
 
 
 class SwaggerUiPage(SpectacularSwaggerSplitView):

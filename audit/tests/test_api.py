@@ -271,3 +271,24 @@ def test_query_strings_are_encoded_in_next_links(org, reader, api):
     response = api(token).get(URL + "?" + urlencode({"since": since, "limit": 1}))
     assert response.status_code == 200
     assert parse_qs(urlparse(response.json()["next"]).query)["since"] == [since]
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"until": "9999-12-31"}, 200),
+        ({"since": "0001-01-01"}, 200),
+        ({"until": "9999-12-31T23:59:59.999999Z"}, 200),
+        ({"since": "9999-12-31T23:59:59-14:00"}, 400),  # past the last representable instant
+        ({"until": "0001-01-01T00:00:00+14:00"}, 400),  # before the first
+        ({"since": "99999-01-01"}, 400),
+    ],
+)
+def test_times_at_the_ends_of_the_calendar_never_crash(org, reader, api, params, status):
+    _key, token = reader
+    client = api(token)
+    client.raise_request_exception = False
+    response = client.get(URL, params)
+    assert response.status_code == status, response.content
+    if status == 400:
+        assert response.json()["error"]["code"] == "validation_error"

@@ -68,3 +68,27 @@ def test_selector_never_crosses_organisations(org, make_org):
     other = make_org()
     assert set(events_for_page(organization=org).values_list("organization", flat=True)) == {org.pk}
     assert events_for_page(organization=other).count() == 2
+
+
+def test_a_date_at_the_end_of_the_calendar_is_a_form_error_not_a_crash(org, owner):
+    """`until` ends at the next day's start: 9999-12-31 has none (it was an OverflowError)."""
+    client = logged_in(owner)
+    client.raise_request_exception = False
+    url = reverse("audit-log", kwargs={"slug": org.slug})
+    response = client.get(url, {"until": "9999-12-31"})
+    assert response.status_code == 200
+    assert response.context["form"].errors["until"]
+    assert "9999-12-30" in response.content.decode()
+    assert client.get(url, {"until": "9999-12-30", "since": "0001-01-01"}).status_code == 200
+
+
+def test_the_export_refuses_filters_with_errors_instead_of_exporting_everything(org, owner):
+    client = logged_in(owner)
+    client.raise_request_exception = False
+    url = reverse("audit-export", kwargs={"slug": org.slug})
+    for params in ({"until": "9999-12-31"}, {"since": "2030-01-02", "until": "2030-01-01"}):
+        response = client.get(url, params)
+        assert response.status_code == 400
+        assert response["Content-Type"].startswith("text/html")
+        assert response.context["form"].errors["until"]
+    assert client.get(url, {"until": "9999-12-30"}).status_code == 200

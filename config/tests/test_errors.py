@@ -87,15 +87,6 @@ def test_drf_and_django_exceptions_become_the_class_of_their_code(exception, cls
     assert type(as_keyward_error(exception)) is cls
 
 
-def test_an_unsupported_accept_header_is_a_json_406(client, db, org, make_key):
-    _, token = make_key(org)
-    response = client.get(
-        "/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_ACCEPT="application/xml"
-    )
-    assert response.status_code == 406
-    assert response.json()["error"]["code"] == "not_acceptable"
-
-
 def test_the_openapi_list_of_codes_is_every_class():
     assert ERROR_CODES.split(", ") == [cls.code for cls in error_classes()]
     named = set(re.findall(r"`([a-z_]+)`", " ".join(ERROR_DESCRIPTIONS.values())))

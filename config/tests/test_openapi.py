@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
+import yaml
 from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from django.urls import path
@@ -37,6 +39,30 @@ def test_schema_is_json_and_public(client, db):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/vnd.oai.openapi+json")
     assert response.json()["openapi"].startswith("3.")
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("application/json", "application/json"),
+        ("application/vnd.oai.openapi+json", "application/vnd.oai.openapi+json"),
+        ("application/json, text/plain, */*", "application/json"),  # what axios sends
+        ("text/html", "application/vnd.oai.openapi+json"),  # unsatisfiable: the default
+    ],
+)
+def test_schema_is_served_as_json_for_json_accept_headers(client, db, accept, content_type):
+    response = client.get("/api/v1/schema", HTTP_ACCEPT=accept)
+    assert response.status_code == 200, response.content[:200]
+    assert response["Content-Type"].startswith(content_type)
+    assert json.loads(response.content)["openapi"].startswith("3.")
+
+
+@pytest.mark.parametrize("accept", ["application/yaml", "application/vnd.oai.openapi"])
+def test_schema_is_served_as_yaml_when_asked(client, db, accept):
+    response = client.get("/api/v1/schema", HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith(accept)
+    assert yaml.safe_load(response.content)["openapi"].startswith("3.")
 
 
 def test_schema_is_valid_openapi_3(schema):
@@ -126,7 +152,7 @@ def test_every_operation_documents_its_errors_with_the_error_shape(schema):
     error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
     for route, method, operation in operations(schema):
         keyed = (route, method) not in PUBLIC_OPERATIONS
-        expected = {"400", "429", "503"} | ({"401", "403"} if keyed else set())
+        expected = {"400", "413", "429", "503"} | ({"401", "403"} if keyed else set())
         expected |= {"404"} if "{" in route else set()
         errors = {s for s in operation["responses"] if s.startswith(("4", "5"))}
         assert expected <= errors, (route, method)
@@ -177,7 +203,7 @@ def test_a_view_added_later_is_described_with_scopes_and_errors():
     operation = generator.get_schema(request=None, public=True)["paths"]["/api/v1/usage"]["get"]
     assert operation["x-required-scopes"] == ["usage:read"]
     assert operation["security"] == [{"bearerAuth": []}]
-    assert {"400", "401", "403", "429", "503"} <= set(operation["responses"])
+    assert {"400", "401", "403", "413", "429", "503"} <= set(operation["responses"])
 
 
 def test_swagger_ui_is_served_without_cdn_and_without_inline_script(client, db):

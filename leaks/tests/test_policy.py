@@ -33,10 +33,11 @@ def test_the_policy_page_sets_notify_and_records_it(org, owner_client):
 
 
 @pytest.mark.parametrize("value", ["ignore", "REVOKE", "revoke\x00"])
-def test_an_unknown_leak_response_is_a_form_error(org, owner_client, value):
+def test_an_unknown_leak_response_is_refused_and_changes_nothing(org, owner_client, value):
     url = reverse("policy", kwargs={"slug": org.slug})
     response = owner_client.post(url, {"leak_response": value})
     assert response.status_code == 400
-    assert "leak_response" in response.content.decode()
+    if "\x00" not in value:  # a control character is refused at the edge, before the form
+        assert "leak_response" in response.content.decode()
     org.refresh_from_db()
     assert org.leak_response == LeakResponse.REVOKE
