@@ -53,6 +53,11 @@ def key_payload(key: APIKey) -> dict[str, Any]:
     }
 
 
+def token_response(body: dict[str, Any]) -> Response:
+    """Answer 201 with a body that holds a token: no cache, shared or private, may keep it."""
+    return Response(body, status=201, headers={"Cache-Control": "no-store"})
+
+
 def _iso(value) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
@@ -180,7 +185,7 @@ class KeyListCreateApi(KeyApi):
             actor=request.auth,
             **body.validated_data,
         )
-        return Response({"key": key_payload(key), "token": token}, status=201)
+        return token_response({"key": key_payload(key), "token": token})
 
 
 class KeyUpdateInputSerializer(StrictSerializer):
@@ -240,9 +245,8 @@ class KeyRotateApi(KeyApi):
             actor=request.auth,
             grace_period=body.validated_data["grace_period"],
         )
-        return Response(
-            {"key": key_payload(new), "token": token, "previous": key_payload(old)},
-            status=201,
+        return token_response(
+            {"key": key_payload(new), "token": token, "previous": key_payload(old)}
         )
 
 
