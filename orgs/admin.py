@@ -9,6 +9,7 @@ from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.contrib.auth.forms import UserCreationForm as DjangoUserCreationForm
 
 from audit.actors import Actor
+from config.admin import OfferedLookupsOnly
 from config.errors import KeywardError
 from orgs import services
 from orgs.models import Membership, Organization, User
@@ -27,7 +28,7 @@ class UserChangeForm(DjangoUserChangeForm):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(OfferedLookupsOnly, DjangoUserAdmin):
     form = UserChangeForm
     add_form = UserCreationForm
     ordering = ("email",)
@@ -79,7 +80,7 @@ class OrganizationForm(forms.ModelForm):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(OfferedLookupsOnly, admin.ModelAdmin):
     form = OrganizationForm
     inlines = [MembershipInline]
     list_display = (
