@@ -64,10 +64,30 @@ def add_member(db, make_user):
     return add
 
 
+def _personal_key(organization: Organization, owner: User, fields: dict):
+    """Make `owner`'s personal key as they would have made it while an admin.
+
+    Only its owner may create a personal key (docs/README-security.md), and members
+    and viewers may hold keys they could not create today: made before a demotion,
+    or before the policy changed. The role is lent for the one call and restored.
+    """
+    memberships = Membership.objects.filter(organization=organization, user=owner)
+    role = memberships.values_list("role", flat=True).get()
+    if role in (Role.OWNER, Role.ADMIN):
+        return api_key_create(organization=organization, actor=owner, **fields)
+    memberships.update(role=Role.ADMIN)
+    try:
+        return api_key_create(organization=organization, actor=owner, **fields)
+    finally:
+        memberships.update(role=role)
+
+
 @pytest.fixture
 def make_key(db):
     def make(organization: Organization, **fields):
         fields.setdefault("name", f"key {next(_counter)}")
+        if fields.get("owner") is not None and "actor" not in fields:
+            return _personal_key(organization, fields["owner"], fields)
         fields.setdefault("actor", Actor.system("test"))
         return api_key_create(organization=organization, **fields)
 

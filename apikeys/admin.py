@@ -11,6 +11,7 @@ from apikeys import services
 from apikeys.models import APIKey, Environment, Status
 from apikeys.selectors import status_filter
 from audit.actors import Actor
+from config.admin import OfferedLookupsOnly
 from config.errors import KeywardError
 from orgs.models import User
 from orgs.scopes import registered_scopes
@@ -67,7 +68,7 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(APIKey)
-class APIKeyAdmin(admin.ModelAdmin):
+class APIKeyAdmin(OfferedLookupsOnly, admin.ModelAdmin):
     form = APIKeyAdminForm
     list_display = (
         "masked_key",

@@ -31,6 +31,11 @@ from config.openapi import error_response
 from config.pagination import NewestFirstPagination
 
 
+def token_response(body: dict[str, Any]) -> Response:
+    """Answer 201 with a body that holds a token: no cache, shared or private, may keep it."""
+    return Response(body, status=201, headers={"Cache-Control": "no-store"})
+
+
 class TextField(serializers.CharField):
     """A CharField that takes only JSON strings: 5 is not a name."""
 
@@ -154,7 +159,7 @@ class KeyListCreateApi(KeyApi):
             actor=request.auth,
             **body.validated_data,
         )
-        return Response({"key": key_payload(key), "token": token}, status=201)
+        return token_response({"key": key_payload(key), "token": token})
 
 
 class KeyUpdateInputSerializer(StrictSerializer):
@@ -214,9 +219,8 @@ class KeyRotateApi(KeyApi):
             actor=request.auth,
             grace_period=body.validated_data["grace_period"],
         )
-        return Response(
-            {"key": key_payload(new), "token": token, "previous": key_payload(old)},
-            status=201,
+        return token_response(
+            {"key": key_payload(new), "token": token, "previous": key_payload(old)}
         )
 
 

@@ -126,6 +126,27 @@ def _address_allowed(address: str | None, blocks: list[str]) -> bool:
     return False
 
 
+# What an unknown key id is compared against, so that its refusal computes the
+# same HMACs as a known id's; no token hashes to it (it is not hexadecimal).
+_UNKNOWN_KEY_HASH = "-" * 64
+
+
+def _secret_may_match(cache: Any, parsed: tokens.ParsedToken) -> bool:
+    """Return False for a wrong secret, at the cost an unknown key id has: one lookup.
+
+    An unknown id always costs a database lookup, and a key this process has
+    cached would cost none; then the time of a 401 would tell which ids exist. So
+    a secret that does not match the cached hash is checked against the database,
+    as an unknown id is, before it is refused (the row may also hold a newer hash).
+    """
+    cached = cache.peek(parsed.key_id)
+    stored = _UNKNOWN_KEY_HASH if cached is None else cached.key.secret_hash
+    if tokens.check_hash(parsed.token, stored)[0] or cached is None:
+        return True  # nothing cached: the lookup that follows costs what this one would
+    fresh = _load_state(parsed.key_id)
+    return fresh is not None and tokens.check_hash(parsed.token, fresh.key.secret_hash)[0]
+
+
 class APIKeyAuthentication(BaseAuthentication):
     """Authenticate `Authorization: Bearer <key>` against Keyward keys."""
 
@@ -167,8 +188,12 @@ class APIKeyAuthentication(BaseAuthentication):
 
     def _check(self, request, parsed: tokens.ParsedToken) -> tuple[Any, APIKey]:
         now = timezone.now()
+        if not _secret_may_match(self.cache, parsed):
+            request_state(request).key_id = parsed.key_id  # cached, so known: its activity
+            return self._reject(request, InvalidKey())
         state = self._state(request, parsed.key_id, now)
         if state is None:
+            tokens.check_hash(parsed.token, _UNKNOWN_KEY_HASH)  # the work a known id costs
             return self._reject(request, InvalidKey())
         key = state.key
         request_state(request).key_id = key.pk

@@ -71,18 +71,75 @@ def _check_grant(organization: Organization, actor: Any, scopes: list[str]) -> N
         raise ScopeNotAllowed(beyond)
 
 
-def _check_may_manage(key: APIKey, actor: Any, permission: Permission | None = None) -> None:
-    """Refuse a person who may not touch `key`; keys were scope-checked by the view."""
-    if not isinstance(actor, User):
+def _held_scopes(organization: Organization, actor: Any) -> frozenset[str] | None:
+    """Return the scopes `actor` holds, or None for the system, which holds them all."""
+    if isinstance(actor, APIKey | User):
+        return grantable_scopes(organization=organization, actor=actor)
+    return None
+
+
+def _check_within(key: APIKey, actor: Any) -> None:
+    """Refuse a caller whose own scopes do not cover the key's effective scopes.
+
+    Otherwise a narrow key could loosen (addresses, rate limit, expiry), rotate away
+    or revoke a broader one: a caller changes only keys no more powerful than itself.
+    """
+    held = _held_scopes(key.organization, actor)
+    if held is None or scope_registry.ADMIN_SCOPE in held:
         return
-    membership = _membership(key.organization, actor)
-    policy = membership.policy
-    if policy.can(Permission.MANAGE_ORG_KEYS):
-        return
-    if key.owner_id != actor.pk:
-        raise NotFound()
-    if permission is not None and not policy.can(permission):
-        raise Forbidden("Your role does not allow this.")
+    beyond = scope_registry.ordered(scope_registry.expand(key.effective_scopes) - held)
+    if beyond:
+        error = ScopeNotAllowed(beyond)
+        error.message = f"This key holds scopes you do not: {', '.join(beyond)}."
+        raise error
+
+
+def _acts_as_owner(actor: Any, owner_id: Any) -> bool:
+    """Return whether `actor` is the person `owner_id`: their session or their own key."""
+    if isinstance(actor, User):
+        return actor.pk == owner_id
+    if isinstance(actor, APIKey):
+        return actor.owner_id is not None and actor.owner_id == owner_id
+    if isinstance(actor, Actor):  # an operator in the admin, recorded as a user
+        return actor.type == Actor.USER and actor.id == str(owner_id)
+    return False
+
+
+def api_key_mintable_by(*, key: APIKey, actor: Any) -> bool:
+    """Return whether rotating `key` would hand `actor` a token it may hold.
+
+    An organisation key's token acts as the organisation; a personal key's acts as
+    its owner, so only the owner may obtain one.
+    """
+    return key.owner_id is None or _acts_as_owner(actor, key.owner_id)
+
+
+def _check_may_manage(
+    key: APIKey, actor: Any, permission: Permission | None = None, *, mints_token: bool = False
+) -> None:
+    """Refuse an actor who may not change `key`; update, rotate and revoke all ask here.
+
+    - A person (or a person's key) who does not manage organisation keys touches only
+      their own personal keys.
+    - A caller changes only keys whose effective scopes lie within its own.
+    - A token that acts as a person is minted only for that person: a personal key is
+      rotated only by its owner, through their session or one of their own keys.
+      Others may revoke it, which takes power away.
+    """
+    person = actor.owner if isinstance(actor, APIKey) else actor
+    if isinstance(person, User):
+        policy = _membership(key.organization, person).policy
+        if not policy.can(Permission.MANAGE_ORG_KEYS):
+            if key.owner_id != person.pk:
+                raise NotFound()
+            if permission is not None and not policy.can(permission):
+                raise Forbidden("Your role does not allow this.")
+    if mints_token and not api_key_mintable_by(key=key, actor=actor):
+        raise Forbidden(
+            "Only its owner can rotate a personal key, because its token acts as them. "
+            "You can revoke it."
+        )
+    _check_within(key, actor)
 
 
 def _default_scopes(organization: Organization, actor: Any, owner: User | None) -> list[str]:
@@ -97,6 +154,8 @@ def _resolve_owner(organization: Organization, actor: Any, owner: User | None) -
     """Decide whose key this is; refuse a person who may not create it."""
     if isinstance(actor, APIKey):
         # A key makes keys of its own kind: personal to the same person, or the organisation's.
+        if owner is not None and not _acts_as_owner(actor, owner.pk):
+            raise Forbidden("A personal key is created only by its owner.")
         return actor.owner
     if isinstance(actor, User):
         policy = _membership(organization, actor).policy
@@ -104,12 +163,13 @@ def _resolve_owner(organization: Organization, actor: Any, owner: User | None) -
             if not policy.can(Permission.MANAGE_ORG_KEYS):
                 raise Forbidden("Your role cannot create organisation keys.")
             return None
-        if owner.pk != actor.pk:
-            if not policy.can(Permission.MANAGE_ORG_KEYS):
-                raise Forbidden("You can only create keys for yourself.")
-        elif not policy.can(Permission.CREATE_PERSONAL_KEYS):
+        if owner.pk == actor.pk and not policy.can(Permission.CREATE_PERSONAL_KEYS):
             raise Forbidden("Your organisation does not let members create keys.")
     if owner is not None:
+        if not _acts_as_owner(actor, owner.pk):
+            raise Forbidden(
+                "A personal key is created only by its owner, because its token acts as them."
+            )
         _membership(organization, owner)
     return owner
 
@@ -272,7 +332,7 @@ def api_key_rotate(*, key: APIKey, actor: Any, grace_period: Any = 0) -> tuple[A
     ]
     now = _now()
     old = _locked(key)
-    _check_may_manage(old, actor, Permission.CREATE_PERSONAL_KEYS)
+    _check_may_manage(old, actor, Permission.CREATE_PERSONAL_KEYS, mints_token=True)
     _refuse_if_finished(old, now)
     if old.replaced_by_id is not None:
         raise KeyRevoked(f"This key was already rotated; rotate {old.replaced_by_id} instead.")

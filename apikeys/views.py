@@ -87,6 +87,7 @@ class KeyListView(KeyPageMixin, TemplateView):
                     "key": key,
                     "status": status,
                     "finished": status in (Status.REVOKED, Status.EXPIRED),
+                    "may_rotate": services.api_key_mintable_by(key=key, actor=self.request.user),
                     "ended_at": key.revoked_at if status == Status.REVOKED else key.expires_at,
                 }
             )
@@ -155,6 +156,7 @@ class KeyDetailView(KeyPageMixin, TemplateView):
         context.update(
             key=key,
             status=key.status,
+            may_rotate=services.api_key_mintable_by(key=key, actor=self.request.user),
             chart=bar_chart(daily_usage(key=key, days=30)),
             events=events,
             replaces=APIKey.objects.filter(replaced_by=key).first(),
@@ -178,6 +180,9 @@ class KeyRotateView(KeyPageMixin, View):
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         key = self.get_key(kwargs["key_id"])
+        if not services.api_key_mintable_by(key=key, actor=request.user):
+            messages.error(request, "Only its owner can rotate a personal key. You can revoke it.")
+            return HttpResponseRedirect(self.key_url(key), status=303)
         return self.render_form(key, KeyRotateForm())
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from django.contrib import admin
 
 from audit.models import AuditEvent
+from config.admin import OfferedLookupsOnly
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(OfferedLookupsOnly, admin.ModelAdmin):
     list_display = (
         "occurred_at",
         "organization",

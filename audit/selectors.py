@@ -12,6 +12,7 @@ from django.utils import timezone
 from audit.models import AuditCheckpoint, AuditEvent
 
 VERIFY_CHUNK = 2000
+PRUNED = "audit.pruned"  # the action of audit.services.audit_prune's event
 
 
 def audit_events_visible(
@@ -75,7 +76,7 @@ class ChainReport:
 
     @property
     def holds(self) -> bool:
-        return self.broken_at is None
+        return not self.reason
 
 
 def audit_checkpoint_latest(*, organization_id: int) -> AuditCheckpoint | None:
@@ -83,12 +84,51 @@ def audit_checkpoint_latest(*, organization_id: int) -> AuditCheckpoint | None:
     return AuditCheckpoint.objects.filter(organization_id=organization_id).order_by("-seq").first()
 
 
+def _checkpoint_fault(checkpoint: AuditCheckpoint) -> tuple[AuditEvent | None, str]:
+    """Return why `checkpoint` may not start the chain, or (None, "") when it may.
+
+    A checkpoint stands for events a prune removed: none may remain at or below
+    it, and the prune's own `audit.pruned` event, recorded after it, must name its
+    seq, hash and count. Otherwise a row written into the table could hide
+    rewritten events from verification.
+    """
+    events = AuditEvent.objects.filter(organization_id=checkpoint.organization_id)
+    left = events.filter(seq__lte=checkpoint.seq).order_by("seq").first()
+    if left is not None:
+        return left, (
+            f"event #{left.seq} remains at or below the checkpoint at #{checkpoint.seq}, "
+            "so no prune removed it"
+        )
+    for event in events.filter(seq__gt=checkpoint.seq, action=PRUNED).order_by("seq"):
+        change = {name: value.get("after") for name, value in event.changes.items()}
+        if change.get("through_seq") != checkpoint.seq:
+            continue
+        if (
+            change.get("removed_count") != checkpoint.removed_count
+            or change.get("through_hash", checkpoint.hash) != checkpoint.hash
+        ):
+            return (
+                event,
+                f"the audit.pruned event does not match the checkpoint at #{checkpoint.seq}",
+            )
+        return None, ""
+    return None, f"the checkpoint at #{checkpoint.seq} has no matching audit.pruned event"
+
+
 def audit_chain_verify(*, organization: Any) -> ChainReport:
-    """Walk the organisation's chain from its start; report the first event that does not match."""
+    """Walk the organisation's chain from its start; report the first event that does not match.
+
+    A chain with no event at all fails too: every organisation begins with `org.created`,
+    and a prune always keeps the newest event.
+    """
     checkpoint = audit_checkpoint_latest(organization_id=organization.pk)
-    expected_seq, expected_prev = (
-        (checkpoint.seq + 1, checkpoint.hash) if checkpoint else (1, AuditEvent.GENESIS_HASH)
-    )
+    if checkpoint:
+        event, reason = _checkpoint_fault(checkpoint)
+        if reason:
+            return ChainReport(organization, 0, None, None, event, reason)
+        expected_seq, expected_prev = checkpoint.seq + 1, checkpoint.hash
+    else:
+        expected_seq, expected_prev = 1, AuditEvent.GENESIS_HASH
     events = (
         AuditEvent.objects.filter(organization_id=organization.pk, seq__gte=expected_seq)
         .order_by("seq")
@@ -109,8 +149,11 @@ def audit_chain_verify(*, organization: Any) -> ChainReport:
             )
         checked += 1
         expected_seq, expected_prev = event.seq + 1, event.hash
-    head_seq = expected_seq - 1 if expected_seq > 1 else None
-    return ChainReport(organization, checked, head_seq, expected_prev if head_seq else None)
+    if checked == 0:
+        return ChainReport(
+            organization, 0, None, None, None, "no events: every chain begins with org.created"
+        )
+    return ChainReport(organization, checked, expected_seq - 1, expected_prev)
 
 
 def _day_start(day: date) -> datetime:

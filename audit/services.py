@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from audit.actors import Actor, Target
 from audit.models import AuditCheckpoint, AuditEvent
+from audit.selectors import PRUNED
 from config.context import current_context
 from config.net import normal_ip
 
@@ -207,11 +208,48 @@ def audit_prune(*, organization_id: int, older_than: datetime) -> PruneResult:
     """Remove the organisation's events from before `older_than`, keeping the chain verifiable.
 
     A checkpoint records the seq and hash of the last event removed, so that
-    verification resumes from it. The newest event is always kept: it is the
-    chain's head, and the next event is chained to it.
+    verification resumes from it, and an `audit.pruned` event naming the same seq
+    and hash is recorded in the same transaction: verifyaudit accepts a checkpoint
+    only with it. The newest event is always kept: it is the chain's head, and the
+    next event is chained to it.
+
+    On PostgreSQL the removal is `audit_prune_through()`, a SECURITY DEFINER function
+    owned by the tables' owner: the only way past the append-only trigger, so the
+    application's own role cannot delete an event any other way
+    (docs/README-database-roles.md).
     """
     _lock_organization(organization_id)
     events = AuditEvent.objects.filter(organization_id=organization_id)
+    using = events.db
+    if connections[using].vendor == "postgresql":
+        with connections[using].cursor() as cursor:
+            cursor.execute(
+                "SELECT audit_prune_through(%s::bigint, %s)", [organization_id, older_than]
+            )
+            (checkpoint_id,) = cursor.fetchone()
+        if checkpoint_id is None:
+            return PruneResult(organization_id, 0, None)
+        checkpoint = AuditCheckpoint.objects.get(pk=checkpoint_id)
+    else:
+        checkpoint = _prune_in_python(events, organization_id, older_than)
+        if checkpoint is None:
+            return PruneResult(organization_id, 0, None)
+    audit_record(
+        organization_id=organization_id,
+        action=PRUNED,
+        actor=Actor.system("pruneaudit"),
+        changes={
+            "through_seq": {"before": None, "after": checkpoint.seq},
+            "through_hash": {"before": None, "after": checkpoint.hash},
+            "removed_count": {"before": None, "after": checkpoint.removed_count},
+            "older_than": {"before": None, "after": older_than.isoformat()},
+        },
+    )
+    return PruneResult(organization_id, checkpoint.removed_count, checkpoint)
+
+
+def _prune_in_python(events, organization_id: int, older_than: datetime) -> AuditCheckpoint | None:
+    """Do what audit_prune_through() does on PostgreSQL, where no trigger guards the table."""
     head = events.order_by("-seq").values_list("seq", flat=True).first()
     last_old = (
         events.filter(occurred_at__lt=older_than, seq__lt=head or 0)
@@ -220,34 +258,15 @@ def audit_prune(*, organization_id: int, older_than: datetime) -> PruneResult:
         .first()
     )
     if last_old is None:
-        return PruneResult(organization_id, 0, None)
+        return None
     through_seq, through_hash = last_old
     doomed = events.filter(seq__lte=through_seq)
-    using = doomed.db
-    postgres = connections[using].vendor == "postgresql"
-    with connections[using].cursor() as cursor:
-        if postgres:
-            # The append-only trigger lets a DELETE through only while this is on.
-            cursor.execute("SET LOCAL keyward.audit_prune = 'on'")
-        # The queryset refuses delete(); this service alone removes events.
-        removed = doomed._raw_delete(using)
-        if postgres:
-            cursor.execute("SET LOCAL keyward.audit_prune = 'off'")
-    checkpoint = AuditCheckpoint.objects.create(
+    # The queryset refuses delete(); this service alone removes events.
+    removed = doomed._raw_delete(doomed.db)
+    return AuditCheckpoint.objects.create(
         organization_id=organization_id,
         seq=through_seq,
         hash=through_hash,
         older_than=older_than,
         removed_count=removed,
     )
-    audit_record(
-        organization_id=organization_id,
-        action="audit.pruned",
-        actor=Actor.system("pruneaudit"),
-        changes={
-            "through_seq": {"before": None, "after": through_seq},
-            "removed_count": {"before": None, "after": removed},
-            "older_than": {"before": None, "after": older_than.isoformat()},
-        },
-    )
-    return PruneResult(organization_id, removed, checkpoint)

@@ -202,7 +202,8 @@ def prepare(run_id: str) -> tuple[list[Entry], dict[str, str], str, str]:
     api_key_revoke(key=APIKey.objects.get(pk=key_id), actor=actor)
     names[key_id] = "revoked"
     add("revoked", WHOAMI, 1, token, key_id, "401", "429-guard")
-    control_id, control = key("control", scopes=["keys:write"])
+    # A key changes only keys within its own scopes: the victim holds keys:read.
+    control_id, control = key("control", scopes=["keys:read", "keys:write"])
     names[control_id] = "control"
     wrong_secret = tokens.generate("live", key_id=valid[0][0]).token
     for token in (

@@ -67,7 +67,10 @@ ERROR_DESCRIPTIONS = {
         "levels, a control character in the query or the body) or `key_in_url`."
     ),
     401: "`missing_key`, `invalid_key` or `expired_key`.",
-    403: "`missing_scope`, `scope_not_allowed`, `ip_not_allowed` or `quota_exceeded`.",
+    403: (
+        "`missing_scope`, `scope_not_allowed`, `forbidden` (someone else's personal key "
+        "cannot be rotated), `ip_not_allowed` or `quota_exceeded`."
+    ),
     404: "`not_found`: no such object in the caller's organisation.",
     409: "`key_revoked`: the key is revoked, expired or already rotated.",
     413: "`payload_too_large`: the request body is larger than 1 MiB.",

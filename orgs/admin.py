@@ -10,6 +10,7 @@ from django.contrib.auth.forms import UserCreationForm as DjangoUserCreationForm
 from django.utils import timezone
 
 from audit.actors import Actor
+from config.admin import OfferedLookupsOnly
 from config.errors import KeywardError
 from orgs import services
 from orgs.models import Membership, Organization, User
@@ -28,7 +29,7 @@ class UserChangeForm(DjangoUserChangeForm):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(OfferedLookupsOnly, DjangoUserAdmin):
     form = UserChangeForm
     add_form = UserCreationForm
     ordering = ("email",)
@@ -82,7 +83,7 @@ class OrganizationForm(forms.ModelForm):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(OfferedLookupsOnly, admin.ModelAdmin):
     form = OrganizationForm
     inlines = [MembershipInline]
     list_display = (

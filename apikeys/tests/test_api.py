@@ -74,7 +74,7 @@ def test_list_is_newest_first_with_cursor_pagination(client, org, writer, make_k
 
 def test_list_filters_by_status_and_environment(client, org, writer, make_key):
     _, token = writer
-    revoked, _ = make_key(org, name="old")
+    revoked, _ = make_key(org, name="old", scopes=["keys:read"])
     post(client, f"/api/v1/keys/{revoked.id}/revoke", token)
     test_key, _ = make_key(org, name="sandbox", environment="test")
     statuses = client.get("/api/v1/keys?status=revoked", **auth(token)).json()["results"]
@@ -131,7 +131,7 @@ def test_rotate_returns_new_token_and_previous_key(client, org, writer, make_key
 
 def test_revoke_is_immediate_and_harmless_twice(client, org, writer, make_key):
     _, token = writer
-    key, victim = make_key(org)
+    key, victim = make_key(org, scopes=["keys:read"])
     assert client.get("/api/v1/whoami", **auth(victim)).status_code == 200
     first = post(client, f"/api/v1/keys/{key.id}/revoke", token)
     assert first.status_code == 200
@@ -145,7 +145,7 @@ def test_revoke_is_immediate_and_harmless_twice(client, org, writer, make_key):
 
 def test_revoked_key_cannot_be_changed_or_rotated(client, org, writer, make_key):
     _, token = writer
-    key, _ = make_key(org)
+    key, _ = make_key(org, scopes=["keys:read"])
     post(client, f"/api/v1/keys/{key.id}/revoke", token)
     for response in (
         patch(client, f"/api/v1/keys/{key.id}", token, {"name": "zombie"}),

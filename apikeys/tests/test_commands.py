@@ -33,8 +33,12 @@ def test_createapikey_prints_the_token_alone_on_stdout(org):
     assert (event.actor_type, event.actor_label) == ("system", "createapikey")
 
 
-def test_createapikey_personal_key_for_a_member(org, owner):
-    out, _ = call("createapikey", "--org", org.slug, "--name", "mine", "--owner", owner.email)
+def test_createapikey_personal_key_for_a_member(org, owner, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery staple\n"))
+    out, _ = call(
+        "createapikey", "--org", org.slug, "--name", "mine", "--owner", owner.email,
+        "--password-stdin",
+    )  # fmt: skip
     assert APIKey.objects.get(pk=tokens.parse(out.strip()).key_id).owner == owner
 
 

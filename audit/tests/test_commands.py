@@ -14,6 +14,7 @@ from audit import services
 from audit.actors import Actor
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import audit_record
+from audit.tests.conftest import as_database_owner
 
 
 def record(org, action="test.happened", **fields):
@@ -31,7 +32,7 @@ def verify(*args):
 
 def tamper(sql: str, params: list) -> None:
     """Rewrite rows behind the application's back, as someone with database access could."""
-    with connection.cursor() as cursor:
+    with as_database_owner(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # Only a superuser can do this: it switches off the append-only trigger.
             cursor.execute("SET LOCAL session_replication_role = replica")

@@ -120,11 +120,11 @@ def test_a_mapped_proxy_and_a_mapped_forwarded_address_are_ipv4():
 def test_a_mapped_address_passes_an_ipv4_allowlist_and_is_recorded_as_ipv4(
     client, org, make_key, api
 ):
-    key, token = make_key(org, allowed_ips=["10.5.5.0/24"], scopes=["keys:write"])
+    key, token = make_key(org, allowed_ips=["10.5.5.0/24"], scopes=["keys:read", "keys:write"])
     assert whoami(client, token, MAPPED).status_code == 200
     key.refresh_from_db()
     assert key.last_used_ip == "10.5.5.5"
-    victim, _ = make_key(org)
+    victim, _ = make_key(org, scopes=["keys:read"])
     response = api(token).post(f"/api/v1/keys/{victim.pk}/revoke", REMOTE_ADDR=MAPPED)
     assert response.status_code == 200
     assert AuditEvent.objects.get(action="api_key.revoked", target_id=victim.pk).ip == "10.5.5.5"

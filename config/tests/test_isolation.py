@@ -23,7 +23,7 @@ SYSTEM = Actor.system("isolation")
 
 
 @pytest.fixture
-def world(make_org, add_member, make_user):
+def world(make_org, add_member, make_user, make_key):
     alpha = make_org("alpha")
     alpha.members_can_create_keys = True
     alpha.save()
@@ -44,9 +44,7 @@ def world(make_org, add_member, make_user):
     tokens = {}
     for role, person in people.items():
         scopes = sorted(scope_ceiling(role))
-        _, tokens[role] = api_key_create(
-            organization=alpha, actor=SYSTEM, owner=person, name=f"{role} key", scopes=scopes
-        )
+        _, tokens[role] = make_key(alpha, owner=person, name=f"{role} key", scopes=scopes)
     return {
         "alpha": alpha,
         "people": people,

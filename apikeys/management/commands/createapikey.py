@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
@@ -36,17 +37,39 @@ class Command(BaseCommand):
         parser.add_argument("--scopes", help="Comma-separated scope names.")
         parser.add_argument("--environment", default="live", choices=["live", "test"])
         parser.add_argument("--expires-in", help="Lifetime such as 30d, 12h or 15m.")
-        parser.add_argument("--owner", help="Email of the member the key belongs to.")
+        parser.add_argument(
+            "--owner",
+            help="Email of the member the key belongs to; needs --password-stdin with their "
+            "password, because a personal key's token acts as that person.",
+        )
+        parser.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="Read the owner's password from standard input (with --owner).",
+        )
 
     def handle(self, *args, **options) -> None:
         organization = Organization.objects.filter(slug=options["org"]).first()
         if organization is None:
             raise CommandError(f"No organisation with slug '{options['org']}'.", returncode=1)
         owner = None
+        actor = Actor.system("createapikey")
         if options["owner"]:
             owner = User.objects.filter(email=canonical_email(options["owner"])).first()
             if owner is None:
                 raise CommandError(f"No user {options['owner']}.", returncode=1)
+            # A token that acts as a person is minted only for that person: the
+            # command acts as the owner once they have given their password.
+            if not options["password_stdin"]:
+                raise CommandError(
+                    "--owner needs --password-stdin and the owner's password on standard "
+                    "input: a personal key is created only by its owner.",
+                    returncode=2,
+                )
+            password = sys.stdin.readline().rstrip("\n")
+            if not (owner.is_active and owner.check_password(password)):
+                raise CommandError(f"Wrong password for {owner.email}.", returncode=1)
+            actor = owner
         scopes = None
         if options["scopes"] is not None:
             scopes = [s.strip() for s in options["scopes"].split(",") if s.strip()]
@@ -56,7 +79,7 @@ class Command(BaseCommand):
         try:
             key, token = api_key_create(
                 organization=organization,
-                actor=Actor.system("createapikey"),
+                actor=actor,
                 owner=owner,
                 name=options["name"],
                 scopes=scopes,

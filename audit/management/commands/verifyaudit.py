@@ -32,14 +32,12 @@ class Command(BaseCommand):
         for organization in organizations.iterator():
             report = audit_chain_verify(organization=organization)
             if report.holds:
-                head = f"head #{report.head_seq} {report.head_hash}" if report.head_seq else "empty"
+                head = f"head #{report.head_seq} {report.head_hash}"
                 self.stdout.write(f"{organization.slug}: ok, {report.checked} events, {head}")
                 continue
             event = report.broken_at
-            line = (
-                f"{organization.slug}: BROKEN at event id {event.pk} (seq {event.seq}, "
-                f"{event.action}): {report.reason}"
-            )
+            where = f" at event id {event.pk} (seq {event.seq}, {event.action})" if event else ""
+            line = f"{organization.slug}: BROKEN{where}: {report.reason}"
             self.stderr.write(line)
             broken.append(line)
         if broken:

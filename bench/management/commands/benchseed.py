@@ -29,8 +29,10 @@ class Command(BaseCommand):
         membership_add(organization=org, user=admin, role=Role.ADMIN, actor=system)
 
         def key(name: str, scopes: list[str], **fields) -> dict[str, str]:
+            # A personal key is made by its owner (docs/README-security.md).
+            actor = fields.get("owner") or system
             made, token = api_key_create(
-                organization=org, actor=system, name=name, scopes=scopes, **fields
+                organization=org, actor=actor, name=name, scopes=scopes, **fields
             )
             return {"id": made.id, "token": token}
 
