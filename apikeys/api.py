@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from apikeys import api_docs as docs
 from apikeys import services
-from apikeys.models import APIKey, Environment
+from apikeys.models import APIKey, Environment, Kind
 from apikeys.selectors import (
     api_keys_visible,
     status_filter,
@@ -36,6 +36,7 @@ def key_payload(key: APIKey) -> dict[str, Any]:
         "prefix": key.prefix,
         "last4": key.last4,
         "name": key.name,
+        "kind": key.kind,
         "environment": key.environment,
         "scopes": list(key.scopes),
         "status": key.status,
@@ -49,6 +50,8 @@ def key_payload(key: APIKey) -> dict[str, Any]:
         "last_used_ip": key.last_used_ip,
         "usage_count": key.usage_count,
         "allowed_ips": list(key.allowed_ips),
+        "allowed_origins": list(key.allowed_origins),
+        "resources": key.resources,
         "rate_limit": key.rate_limit,
     }
 
@@ -132,12 +135,29 @@ class WhoAmIApi(KeyApi):
         )
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        "description": 'Limit the key to these resources, like {"bots": ["bot_…"]}; null = all.',
+    }
+)
+class ResourcesField(serializers.JSONField):
+    """`{"<type>": ["id", …]}` or null, passed as sent: `services` checks types and ids."""
+
+
 class KeyCreateInputSerializer(StrictSerializer):
     name = TextField(trim_whitespace=False, allow_blank=True)
+    kind = TextField(required=False, default=Kind.SECRET, help_text="secret or publishable.")
     scopes = serializers.ListField(child=TextField(), required=False)
     environment = TextField(required=False, default=Environment.LIVE)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     allowed_ips = serializers.ListField(child=TextField(), required=False, default=list)
+    allowed_origins = serializers.ListField(
+        child=TextField(), required=False, default=list, help_text="Publishable keys only."
+    )
+    resources = ResourcesField(required=False, allow_null=True, default=None)
     rate_limit = TextField(required=False, allow_null=True, default=None)
 
 
@@ -160,8 +180,13 @@ class KeyListCreateApi(KeyApi):
         environment = request.query_params.get("environment")
         if environment is not None:
             if environment not in Environment.values:
-                raise ValidationFailed.on("environment", "Choose 'live' or 'test'.")
+                raise ValidationFailed.on("environment", "Choose 'live', 'test' or 'dev'.")
             keys = keys.filter(environment=environment)
+        kind = request.query_params.get("kind")
+        if kind is not None:
+            if kind not in Kind.values:
+                raise ValidationFailed.on("kind", "Choose 'secret' or 'publishable'.")
+            keys = keys.filter(kind=kind)
         paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(keys, request, view=self)
         return paginator.get_paginated_response([key_payload(key) for key in page])
@@ -188,6 +213,8 @@ class KeyUpdateInputSerializer(StrictSerializer):
     scopes = serializers.ListField(child=TextField(), required=False)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     allowed_ips = serializers.ListField(child=TextField(), required=False)
+    allowed_origins = serializers.ListField(child=TextField(), required=False)
+    resources = ResourcesField(required=False, allow_null=True)
     rate_limit = TextField(required=False, allow_null=True)
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
-from apikeys.models import APIKey, FailedKeyAttempts, KeyUsageDay, Status
+from apikeys.models import APIKey, FailedKeyAttempts, KeyUsageDay, Kind, Status
+from apikeys.origins import match_candidates, origin_allowed
 from config.errors import ValidationFailed
 from orgs.models import Membership, Organization, User
 from orgs.roles import Permission
@@ -119,3 +121,25 @@ def top_offenders(*, since: datetime, limit: int = 20) -> list[tuple[str, int, d
         .order_by("-failures", "address")[:limit]
     )
     return [(row["address"], row["failures"], row["last_seen"]) for row in rows]
+
+
+def publishable_origin_listed(origin: str, *, now: datetime | None = None) -> bool:
+    """Return whether any usable publishable key lists `origin` (a canonical request origin).
+
+    CORS preflights carry no key, so this is all they can be checked against; the
+    request that follows is checked against its own key's origins.
+    """
+
+    now = now or timezone.now()
+    keys = APIKey.objects.filter(kind=Kind.PUBLISHABLE, revoked_at__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    )
+    if connection.features.supports_json_field_contains:
+        listed = Q()
+        for candidate in match_candidates(origin):
+            listed |= Q(allowed_origins__contains=[candidate])
+        return keys.filter(listed).exists()
+    return any(
+        origin_allowed(origin, allowed)
+        for allowed in keys.values_list("allowed_origins", flat=True).iterator()
+    )

@@ -100,6 +100,34 @@ class IpNotAllowed(KeywardError):
     default_message = "This key may not be used from your address."
 
 
+class OriginNotAllowed(KeywardError):
+    status = 403
+    code = "origin_not_allowed"
+    default_message = (
+        "This publishable key may not be used from this origin. Add the site to the "
+        "key's allowed origins."
+    )
+
+
+class PublishableKeyNotAllowed(KeywardError):
+    status = 403
+    code = "publishable_key_not_allowed"
+    default_message = (
+        "Publishable keys cannot be used here. Use a secret key from a server instead."
+    )
+
+
+class ResourceNotAllowed(KeywardError):
+    status = 403
+    code = "resource_not_allowed"
+
+    def __init__(self, resource_type: str, message: str | None = None) -> None:
+        super().__init__(
+            message or f"This key is limited to other {resource_type}.",
+            resource_type=resource_type,
+        )
+
+
 class QuotaExceeded(KeywardError):
     status = 403
     code = "quota_exceeded"

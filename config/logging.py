@@ -23,19 +23,20 @@ from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 from apikeys import tokens
 
 # Used only if a record is logged before settings are configured: any brand.
-_ANY_BRAND = re.compile(r"([a-z]{2,8})_(live|test)_([0-9A-Za-z]{12})_[0-9A-Za-z]+")
+_ANY_BRAND = re.compile(
+    r"(?P<prefix>[a-z]{2,8}_(?:pub_)?(?:live|test|dev)_[0-9A-Za-z]{12})_[0-9A-Za-z]+"
+)
 
 
 def redact(text: str) -> str:
     """Return `text` with every token (or token-shaped text) cut to `<brand>_<env>_<key_id>_…`."""
-    if "_live_" not in text and "_test_" not in text:
+    if "_live_" not in text and "_test_" not in text and "_dev_" not in text:
         return text  # the fast path: most log lines hold no token at all
     try:
-        brand = tokens.brand()
         pattern = tokens.token_search_pattern()
     except ImproperlyConfigured:
-        return _ANY_BRAND.sub(lambda m: f"{m.group(1)}_{m.group(2)}_{m.group(3)}_…", text)
-    return pattern.sub(lambda m: f"{brand}_{m.group(1)}_{m.group(2)}_…", text)
+        pattern = _ANY_BRAND
+    return pattern.sub(lambda m: f"{m.group('prefix')}_…", text)
 
 
 class RedactTokensFilter(logging.Filter):

@@ -93,12 +93,33 @@ class Organization(models.Model):
         null=True, blank=True, validators=[MinValueValidator(1)]
     )
     default_rate_limit = models.CharField(max_length=32, null=True, blank=True)
+    dev_rate_limit = models.CharField(
+        max_length=32,
+        null=True,
+        blank=True,
+        default="60/min",
+        help_text="Dev keys without their own limit; empty = the default rate limit.",
+    )
+    publishable_rate_limit = models.CharField(
+        max_length=32,
+        null=True,
+        blank=True,
+        default="60/min",
+        help_text="Each publishable key, per client address; empty = no such limit.",
+    )
+    default_key_for_new_members = models.BooleanField(
+        default=True,
+        help_text="Give each person who joins, and may hold personal keys, a DefaultKey.",
+    )
 
     POLICY_FIELDS = (
         "members_can_create_keys",
         "max_key_lifetime_days",
         "daily_request_quota",
         "default_rate_limit",
+        "dev_rate_limit",
+        "publishable_rate_limit",
+        "default_key_for_new_members",
     )
 
     class Meta:
