@@ -82,6 +82,7 @@ class SignupForm(NewPasswordMixin, forms.Form):
         help_text="Your company or team. You can invite others once it exists.",
         widget=forms.TextInput(attrs={"autocomplete": "organization"}),
     )
+    nonce = forms.CharField(widget=forms.HiddenInput)
 
     field_order = ["email", "organization_name", "password"]
 
@@ -91,6 +92,7 @@ class SignupForm(NewPasswordMixin, forms.Form):
 
 class InvitationSignupForm(NewPasswordMixin, forms.Form):
     password = PasswordField(label="Choose a password")
+    nonce = forms.CharField(widget=forms.HiddenInput)
 
     def __init__(self, *args, fixed_email: str = "", **kwargs):
         super().__init__(*args, **kwargs)
@@ -131,7 +133,7 @@ class RoleForm(forms.Form):
 
 
 class PolicyForm(forms.Form):
-    """The four policy fields; `organization_update` decides what is valid."""
+    """The policy fields; `organization_update` decides what is valid."""
 
     max_key_lifetime_days = forms.CharField(
         label="Maximum key lifetime (days)",
@@ -154,4 +156,28 @@ class PolicyForm(forms.Form):
         label="Default rate limit",
         required=False,
         help_text="For keys without their own limit, like 600/min, 10/s, 5000/h or 100000/day.",
+    )
+    dev_rate_limit = forms.CharField(
+        label="Dev key rate limit",
+        required=False,
+        help_text=(
+            "For dev keys (kw_dev_) without their own limit: the powers of a live key, "
+            "rate-limited harder. Leave empty to use the default rate limit."
+        ),
+    )
+    publishable_rate_limit = forms.CharField(
+        label="Publishable key limit per visitor",
+        required=False,
+        help_text=(
+            "What each client address may do with one publishable key (kw_pub_), on top of "
+            "the key's own limit. Leave empty for no per-address limit."
+        ),
+    )
+    default_key_for_new_members = forms.BooleanField(
+        label="Give new members a DefaultKey",
+        required=False,
+        help_text=(
+            "Whoever signs up or accepts an invitation, and may hold personal keys, gets a "
+            "personal key named DefaultKey with the default scopes, shown once."
+        ),
     )

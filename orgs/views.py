@@ -8,11 +8,13 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.generic import FormView, TemplateView, View
 
+from apikeys.services import api_key_create_default
 from config.errors import KeywardError
 from orgs import services
 from orgs.forms import (
@@ -24,12 +26,13 @@ from orgs.forms import (
     RoleForm,
     SignupForm,
 )
-from orgs.mixins import OrgPageMixin, memberships_of, no_store, show_errors
+from orgs.mixins import OrgPageMixin, memberships_of, no_store, page_nav, show_errors
 from orgs.models import Invitation, Membership, Organization, User
 from orgs.nonces import nonce_consume, nonce_issue
 from orgs.roles import Permission, Role, RolePolicy
 
 AUTH_BACKEND = "django.contrib.auth.backends.ModelBackend"
+RESUBMITTED = "That form was already used (a reload or the back button), so nothing was done."
 
 
 def first_page_for(membership: Membership) -> str | None:
@@ -41,6 +44,19 @@ def first_page_for(membership: Membership) -> str | None:
     if policy.can(Permission.MANAGE_MEMBERS):
         return reverse("members", kwargs={"slug": slug})
     return None
+
+
+def welcome_key_page(request: HttpRequest, membership: Membership, key: Any, token: str):
+    """Answer with the one page that shows a new member's DefaultKey token; no cache keeps it."""
+    context = {
+        "organization": membership.organization,
+        "membership": membership,
+        "nav": page_nav(membership.policy),
+        "key": key,
+        "token": token,
+        "next_url": first_page_for(membership) or reverse("home"),
+    }
+    return no_store(render(request, "orgs/welcome_key.html", context))
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -87,18 +103,39 @@ class SignupView(FormView):
             return redirect("home")
         return super().dispatch(request, *args, **kwargs)
 
+    def get_initial(self) -> dict[str, Any]:
+        return {"nonce": nonce_issue(self.request)}
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not nonce_consume(request, request.POST.get("nonce")):
+            messages.warning(request, RESUBMITTED)
+            return HttpResponseRedirect(reverse("signup"), status=303)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form: SignupForm) -> HttpResponse:
+        form.data = form.data.copy()
+        form.data["nonce"] = nonce_issue(self.request)
+        return super().form_invalid(form)
+
     def form_valid(self, form: SignupForm) -> HttpResponse:
         try:
-            user, organization = services.user_signup(
-                email=form.cleaned_data["email"],
-                password=form.cleaned_data["password"],
-                organization_name=form.cleaned_data["organization_name"],
-            )
+            with transaction.atomic():
+                user, organization = services.user_signup(
+                    email=form.cleaned_data["email"],
+                    password=form.cleaned_data["password"],
+                    organization_name=form.cleaned_data["organization_name"],
+                )
+                default_key = api_key_create_default(organization=organization, user=user)
         except KeywardError as error:
             show_errors(form, error, {"name": "organization_name", "slug": "organization_name"})
             return self.form_invalid(form)
         login(self.request, user, backend=AUTH_BACKEND)
         messages.success(self.request, f"Welcome to Keyward. {organization.name} is ready.")
+        if default_key is not None:
+            membership = Membership.objects.select_related("organization").get(
+                organization=organization, user=user
+            )
+            return welcome_key_page(self.request, membership, *default_key)
         return redirect("keys", slug=organization.slug)
 
 
@@ -310,7 +347,13 @@ class InvitationAcceptView(View):
             and user.email.lower() != invitation.email.lower(),
             "login_url": f"{reverse('login')}?next={self.request.path}",
             "error": error,
+            "nonce": nonce_issue(self.request),
         }
+        if form is not None and form.is_bound:
+            form.data = form.data.copy()
+            form.data["nonce"] = context["nonce"]
+        elif form is not None:
+            form.initial["nonce"] = context["nonce"]
         return no_store(render(self.request, self.template_name, context, status=status))
 
     def find(self, token: str) -> Invitation:
@@ -328,6 +371,9 @@ class InvitationAcceptView(View):
 
     def post(self, request: HttpRequest, token: str) -> HttpResponse:
         invitation = self.find(token)
+        if not nonce_consume(request, request.POST.get("nonce")):
+            messages.warning(request, RESUBMITTED)
+            return HttpResponseRedirect(request.path, status=303)
         user = request.user if request.user.is_authenticated else None
         form = None
         if user is None:
@@ -337,11 +383,15 @@ class InvitationAcceptView(View):
             if not form.is_valid():
                 return self.render_page(invitation, form, status=400)
         try:
-            membership = services.invitation_accept(
-                token=token,
-                user=user,
-                password=form.cleaned_data["password"] if form else None,
-            )
+            with transaction.atomic():
+                membership = services.invitation_accept(
+                    token=token,
+                    user=user,
+                    password=form.cleaned_data["password"] if form else None,
+                )
+                default_key = api_key_create_default(
+                    organization=membership.organization, user=membership.user
+                )
         except KeywardError as error:
             if form is None:
                 return self.render_page(invitation, status=400, error=error.message)
@@ -350,6 +400,8 @@ class InvitationAcceptView(View):
         if user is None:
             login(request, membership.user, backend=AUTH_BACKEND)
         messages.success(request, f"You joined {membership.organization.name}.")
+        if default_key is not None:
+            return welcome_key_page(request, membership, *default_key)
         return redirect("org-home", slug=membership.organization.slug)
 
 
