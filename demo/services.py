@@ -10,10 +10,26 @@ from demo.models import Bot, Channel
 from orgs.models import Organization
 
 BOT_FIELDS = ("name", "description", "greeting")
+# Fixed ids, so that the README's tour can name them.
 DEMO_BOTS = [
-    ("Support Assistant", "Answers customers on the help centre.", "Hi! What can I help with?"),
-    ("Sales Concierge", "Qualifies leads from the pricing page.", "Looking for a plan?"),
-    ("HR Helpdesk", "Answers staff questions about leave and payroll.", "Hello! Ask me anything."),
+    (
+        "bot_support",
+        "Support Assistant",
+        "Answers customers on the help centre.",
+        "Hi! What can I help with?",
+    ),
+    (
+        "bot_sales",
+        "Sales Concierge",
+        "Qualifies leads from the pricing page.",
+        "Looking for a plan?",
+    ),
+    (
+        "bot_hr",
+        "HR Helpdesk",
+        "Answers staff questions about leave and payroll.",
+        "Hello! Ask me anything.",
+    ),
 ]
 
 
@@ -46,9 +62,13 @@ def channel_create(*, bot: Bot, kind: str, name: str) -> Channel:
 def bots_seed_demo(*, organization: Organization) -> list[Bot]:
     """Give the demo organisation its bots and channels, once; return its bots."""
     if not Bot.objects.filter(organization=organization).exists():
-        for name, description, greeting in DEMO_BOTS:
+        for bot_id, name, description, greeting in DEMO_BOTS:
             bot = bot_create(
-                organization=organization, name=name, description=description, greeting=greeting
+                organization=organization,
+                id=bot_id,
+                name=name,
+                description=description,
+                greeting=greeting,
             )
             channel_create(bot=bot, kind=Channel.Kind.WEB, name=f"{name} on the website")
             channel_create(bot=bot, kind=Channel.Kind.SLACK, name=f"{name} in Slack")

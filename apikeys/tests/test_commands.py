@@ -86,3 +86,60 @@ def test_token_capture_works_from_a_shell(tmp_path):
         env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     assert tokens.looks_like_token(result.stdout.strip())
+
+
+def test_createapikey_makes_dev_publishable_and_resource_limited_keys(org):
+    from demo.services import bot_create
+
+    out, _ = call("createapikey", "--org", org.slug, "--name", "laptop", "--environment", "dev")
+    assert out.strip().startswith("kw_dev_")
+    out, err = call(
+        "createapikey",
+        "--org",
+        org.slug,
+        "--name",
+        "widget",
+        "--kind",
+        "publishable",
+        "--scopes",
+        "widget",
+        "--allowed-origins",
+        "https://shop.example.com,http://localhost:3000",
+    )
+    key = APIKey.objects.get(pk=tokens.parse(out.strip()).key_id)
+    assert key.prefix.startswith("kw_pub_live_") and out.strip().startswith(key.prefix)
+    assert key.allowed_origins == ["https://shop.example.com", "http://localhost:3000"]
+    bot = bot_create(organization=org, name="Support")
+    out, _ = call(
+        "createapikey",
+        "--org",
+        org.slug,
+        "--name",
+        "one bot",
+        "--scopes",
+        "bots:read",
+        "--resource",
+        f"bots={bot.id}",
+    )
+    assert APIKey.objects.get(pk=tokens.parse(out.strip()).key_id).resources == {"bots": [bot.id]}
+    listing, _ = call("listapikeys", "--org", org.slug)
+    assert "publishable" in listing and "dev" in listing
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--environment", "prod"],
+        ["--kind", "publishable", "--scopes", "widget"],
+        ["--kind", "publishable", "--scopes", "widget", "--allowed-origins", "*"],
+        ["--kind", "publishable", "--scopes", "bots:read", "--allowed-origins", "https://a.com"],
+        ["--allowed-origins", "https://a.com"],
+        ["--resource", "bots"],
+        ["--resource", "bots=nope"],
+        ["--resource", "robots=x"],
+    ],
+)
+def test_createapikey_refuses_bad_kinds_and_creates_nothing(org, args):
+    with pytest.raises((CommandError, SystemExit)):
+        call("createapikey", "--org", org.slug, "--name", "x", *args)
+    assert not APIKey.objects.exists()

@@ -292,3 +292,84 @@ def test_the_table_pages_by_fifty(org, owner, make_key):
     assert first.count("data-key-id=") == 50 and "Page 1 of 2" in first
     second = client.get(keys_url(org) + "?show=all&page=2").content.decode()
     assert second.count("data-key-id=") == 1
+
+
+# Kinds of key on the create form
+
+
+def test_the_create_form_offers_kinds_origins_dev_and_each_bot(org, owner):
+    from demo.services import bot_create
+
+    bot = bot_create(organization=org, name="Support bot")
+    html = logged_in(owner).get(keys_url(org, "new")).content.decode()
+    for text in (
+        'name="key_kind"',
+        'value="publishable"',
+        'name="allowed_origins"',
+        'value="dev"',
+        'name="resources_bots"',
+        f'value="{bot.id}"',
+        "Support bot",
+    ):
+        assert text in html, text
+    assert "data-public-scope" in html  # the widget scope is marked public
+
+
+def test_a_publishable_key_made_on_the_page_can_be_seen_again(org, owner):
+    client = logged_in(owner)
+    response = create(
+        client,
+        org,
+        name="Widget",
+        key_kind="publishable",
+        scopes=["widget"],
+        allowed_origins="https://shop.example.com\nhttps://*.example.org",
+    )
+    assert response.status_code == 200
+    token = token_in(response)
+    key = APIKey.objects.get(name="Widget")
+    assert token.startswith(f"kw_pub_live_{key.id}_")
+    assert key.allowed_origins == ["https://shop.example.com", "https://*.example.org"]
+    assert token in client.get(keys_url(org, key.id)).content.decode()
+
+
+def test_page_errors_for_a_publishable_key_sit_next_to_their_fields(org, owner):
+    response = create(
+        logged_in(owner),
+        org,
+        name="Widget",
+        key_kind="publishable",
+        scopes=["keys:read"],
+        allowed_origins="https://shop.example.com/path",
+    )
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "no path" in html
+    assert not APIKey.objects.filter(name="Widget").exists()
+    response = create(
+        logged_in(owner),
+        org,
+        name="Widget",
+        key_kind="publishable",
+        scopes=["keys:read"],
+        allowed_origins="https://shop.example.com",
+    )
+    assert response.status_code == 400 and "only public scopes" in response.content.decode()
+
+
+def test_a_key_limited_by_ticking_a_bot(org, owner):
+    from demo.services import bot_create
+
+    support = bot_create(organization=org, name="Support")
+    bot_create(organization=org, name="Sales")
+    client = logged_in(owner)
+    response = create(
+        client, org, name="Support only", scopes=["bots:read"], resources_bots=[support.id]
+    )
+    assert response.status_code == 200
+    key = APIKey.objects.get(name="Support only")
+    assert key.resources == {"bots": [support.id]}
+    detail = client.get(keys_url(org, key.id)).content.decode()
+    assert "Support" in detail and "Sales" not in detail
+    refused = create(client, org, name="bogus", scopes=["bots:read"], resources_bots=["bot_nope"])
+    assert refused.status_code == 400 and not APIKey.objects.filter(name="bogus").exists()
