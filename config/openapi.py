@@ -26,7 +26,8 @@ from apikeys.permissions import HasScope
 
 ERROR_CODES = (
     "validation_error, key_in_url, missing_key, invalid_key, expired_key, missing_scope, "
-    "scope_not_allowed, ip_not_allowed, quota_exceeded, not_found, method_not_allowed, "
+    "scope_not_allowed, ip_not_allowed, quota_exceeded, origin_not_allowed, "
+    "publishable_key_not_allowed, resource_not_allowed, not_found, method_not_allowed, "
     "key_revoked, rate_limited, unavailable"
 )
 
@@ -66,7 +67,10 @@ class ErrorResponseSerializer(serializers.Serializer):
 ERROR_DESCRIPTIONS = {
     400: "`validation_error` (bad input, or a body that is not JSON) or `key_in_url`.",
     401: "`missing_key`, `invalid_key` or `expired_key`.",
-    403: "`missing_scope`, `scope_not_allowed`, `ip_not_allowed` or `quota_exceeded`.",
+    403: (
+        "`missing_scope`, `scope_not_allowed`, `ip_not_allowed`, `quota_exceeded`, "
+        "`origin_not_allowed`, `publishable_key_not_allowed` or `resource_not_allowed`."
+    ),
     404: "`not_found`: no such object in the caller's organisation.",
     409: "`key_revoked`: the key is revoked, expired or already rotated.",
     429: "`rate_limited`: wait `Retry-After` seconds.",
