@@ -75,8 +75,9 @@ def clean_resources_shape(value: Any) -> dict[str, list[str]] | None:
     for name, ids in value.items():
         if name not in registered:
             known = ", ".join(registered) or "none are registered"
+            shown = str(name)[:60] if str(name).isprintable() else "(unprintable)"
             raise ValidationFailed.on(
-                "resources", f"Unknown resource type: {str(name)[:60]} (known: {known})."
+                "resources", f"Unknown resource type: {shown} (known: {known})."
             )
         if not isinstance(ids, list) or not ids:
             raise ValidationFailed.on("resources", f"Give {name} as a non-empty list of ids.")
@@ -84,9 +85,12 @@ def clean_resources_shape(value: Any) -> dict[str, list[str]] | None:
             raise ValidationFailed.on(
                 "resources", f"Give at most {MAX_IDS_PER_TYPE} ids of {name}."
             )
-        if not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_LENGTH for i in ids):
+        if not all(
+            isinstance(i, str) and 0 < len(i) <= MAX_ID_LENGTH and i.isprintable() for i in ids
+        ):
             raise ValidationFailed.on(
-                "resources", f"Each id of {name} is text of 1 to {MAX_ID_LENGTH} characters."
+                "resources",
+                f"Each id of {name} is printable text of 1 to {MAX_ID_LENGTH} characters.",
             )
         cleaned[name] = sorted(set(ids))
     return {name: cleaned[name] for name in registered if name in cleaned}

@@ -7,6 +7,7 @@ in to publishable keys, which work nowhere else.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
@@ -89,7 +90,12 @@ class HasBotAccess(HasResourceAccess):
     resource_url_kwarg = "bot_id"
 
 
+BOT_ID = re.compile(r"^bot_[0-9A-Za-z_]{1,12}$")
+
+
 def bot_of(request: Request, bot_id: str) -> Bot:
+    if not BOT_ID.match(bot_id):  # not a bot id at all (and never a NUL byte for the database)
+        raise NotFound("No such bot.")
     bot = Bot.objects.filter(organization=request.auth.organization, pk=bot_id).first()
     if bot is None:
         raise NotFound("No such bot.")

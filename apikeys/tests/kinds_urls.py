@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,6 +12,12 @@ from apikeys.permissions import HasResourceAccess, HasScope
 from config.urls import urlpatterns as project_urlpatterns
 
 THINGS = 3
+# The host's registry in these tests: a public scope, and a resource type of its own.
+SCOPES = {
+    **settings.KEYWARD_SCOPES,
+    "embed": {"description": "Read what an embedded widget shows.", "public": True},
+}
+RESOURCE_TYPES = {"things": "apikeys.tests.kinds_urls.things_of"}
 
 
 def things_of(organization, *, user=None, ids=None):

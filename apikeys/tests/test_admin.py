@@ -1,7 +1,9 @@
 import pytest
+from django.test import override_settings
 from django.urls import reverse
 
 from apikeys.models import APIKey
+from apikeys.tests.kinds_urls import RESOURCE_TYPES, SCOPES
 from audit.models import AuditEvent
 from orgs.models import User
 
@@ -87,6 +89,7 @@ def test_admin_scope_edit_goes_through_the_service(client, operator, org, make_k
     assert AuditEvent.objects.filter(action="api_key.updated", target_id=key.id).exists()
 
 
+@override_settings(KEYWARD_SCOPES=SCOPES, KEYWARD_RESOURCE_TYPES=RESOURCE_TYPES)
 def test_admin_creates_a_publishable_dev_key_and_filters_by_kind_and_environment(
     client, operator, org
 ):
@@ -97,7 +100,7 @@ def test_admin_creates_a_publishable_dev_key_and_filters_by_kind_and_environment
             "name": "widget from admin",
             "kind": "publishable",
             "environment": "dev",
-            "scopes": ["widget"],
+            "scopes": ["embed"],
             "allowed_origins": "https://shop.example.com\nhttps://*.example.org",
             "resources": "null",
             "allowed_ips": "",
@@ -112,35 +115,33 @@ def test_admin_creates_a_publishable_dev_key_and_filters_by_kind_and_environment
     changelist = reverse("admin:apikeys_apikey_changelist")
     assert key.masked in client.get(changelist, {"kind": "publishable"}).content.decode()
     assert key.masked not in client.get(changelist, {"kind": "secret"}).content.decode()
-    page = client.get(changelist, {"environment": "dev"}).content.decode()
-    assert key.masked in page and "Dev" in page
+    assert key.masked in client.get(changelist, {"environment": "dev"}).content.decode()
+    assert key.masked not in client.get(changelist, {"environment": "live"}).content.decode()
 
 
+@override_settings(KEYWARD_SCOPES=SCOPES, KEYWARD_RESOURCE_TYPES=RESOURCE_TYPES)
 def test_admin_limits_a_key_to_resources_and_refuses_foreign_ones(client, operator, org, make_org):
-    from demo.services import bot_create
-
-    mine = bot_create(organization=org, name="Mine")
-    theirs = bot_create(organization=make_org("theirs"), name="Theirs")
+    make_org("theirs")
     add = reverse("admin:apikeys_apikey_add")
     fields = {
         "organization": org.pk,
         "kind": "secret",
         "environment": "live",
-        "scopes": ["bots:read"],
+        "scopes": ["keys:read"],
         "allowed_ips": "",
         "allowed_origins": "",
         "rate_limit": "",
     }
-    client.post(add, {**fields, "name": "foreign", "resources": f'{{"bots": ["{theirs.id}"]}}'})
+    client.post(add, {**fields, "name": "foreign", "resources": '{"things": ["theirs-t1"]}'})
     assert not APIKey.objects.filter(name="foreign").exists()
-    client.post(add, {**fields, "name": "one bot", "resources": f'{{"bots": ["{mine.id}"]}}'})
-    key = APIKey.objects.get(name="one bot")
-    assert key.resources == {"bots": [mine.id]}
+    client.post(add, {**fields, "name": "one thing", "resources": '{"things": ["acme-t1"]}'})
+    key = APIKey.objects.get(name="one thing")
+    assert key.resources == {"things": ["acme-t1"]}
     client.post(
         reverse("admin:apikeys_apikey_change", args=[key.pk]),
         {
-            "name": "one bot",
-            "scopes": ["bots:read"],
+            "name": "one thing",
+            "scopes": ["keys:read"],
             "allowed_ips": "",
             "allowed_origins": "",
             "resources": "null",
@@ -150,4 +151,4 @@ def test_admin_limits_a_key_to_resources_and_refuses_foreign_ones(client, operat
     key.refresh_from_db()
     assert key.resources is None
     event = AuditEvent.objects.get(action="api_key.updated", target_id=key.id)
-    assert event.changes["resources"] == {"before": {"bots": [mine.id]}, "after": None}
+    assert event.changes["resources"] == {"before": {"things": ["acme-t1"]}, "after": None}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.conf import settings
 from django.test import override_settings
 from django.urls import get_resolver
 from rest_framework.test import APIClient
@@ -20,6 +19,7 @@ from apikeys.kinds import accepts_publishable_keys
 from apikeys.models import APIKey, PublishableToken
 from apikeys.resources import filter_allowed
 from apikeys.services import api_key_create, api_key_revoke, api_key_rotate
+from apikeys.tests.kinds_urls import RESOURCE_TYPES, SCOPES
 from audit.actors import Actor
 from audit.models import AuditEvent
 from orgs.models import Organization
@@ -27,11 +27,6 @@ from orgs.roles import Role
 
 SYSTEM = Actor.system("test")
 SHOP = "https://shop.example.com"
-SCOPES = {
-    **settings.KEYWARD_SCOPES,
-    "embed": {"description": "Read what an embedded widget shows.", "public": True},
-}
-RESOURCE_TYPES = {"things": "apikeys.tests.kinds_urls.things_of"}
 
 pytestmark = pytest.mark.urls("apikeys.tests.kinds_urls")
 
@@ -422,6 +417,7 @@ def test_a_key_limited_to_some_resources_reaches_only_those(org, writer):
         {"things": "acme-t1"},
         {"things": [1]},
         {"things": ["x" * 101]},
+        {"things": ["acme-t1\u0000"]},
         {"things": ["acme-t9"]},  # not one of the organisation's
         {"things": ["other-t1"]},  # another organisation's
     ],

@@ -1,11 +1,13 @@
 import re
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from apikeys.models import APIKey
+from apikeys.tests.kinds_urls import RESOURCE_TYPES, SCOPES
 from audit.models import AuditEvent
+from orgs import scopes as scope_registry
 from orgs.roles import Role
 
 TOKEN_RE = re.compile(r'id="new-token"[^>]*>([^<]+)<')
@@ -296,25 +298,26 @@ def test_the_table_pages_by_fifty(org, owner, make_key):
 
 # Kinds of key on the create form
 
+host_registry = override_settings(KEYWARD_SCOPES=SCOPES, KEYWARD_RESOURCE_TYPES=RESOURCE_TYPES)
 
-def test_the_create_form_offers_kinds_origins_dev_and_each_bot(org, owner):
-    from demo.services import bot_create
 
-    bot = bot_create(organization=org, name="Support bot")
+@host_registry
+def test_the_create_form_offers_kinds_origins_dev_and_each_resource(org, owner):
     html = logged_in(owner).get(keys_url(org, "new")).content.decode()
     for text in (
         'name="key_kind"',
         'value="publishable"',
         'name="allowed_origins"',
         'value="dev"',
-        'name="resources_bots"',
-        f'value="{bot.id}"',
-        "Support bot",
+        'name="resources_things"',
+        'value="acme-t2"',
+        "Thing 2",
     ):
         assert text in html, text
-    assert "data-public-scope" in html  # the widget scope is marked public
+    assert html.count("data-public-scope") == len(scope_registry.public_scopes())
 
 
+@host_registry
 def test_a_publishable_key_made_on_the_page_can_be_seen_again(org, owner):
     client = logged_in(owner)
     response = create(
@@ -322,7 +325,7 @@ def test_a_publishable_key_made_on_the_page_can_be_seen_again(org, owner):
         org,
         name="Widget",
         key_kind="publishable",
-        scopes=["widget"],
+        scopes=["embed"],
         allowed_origins="https://shop.example.com\nhttps://*.example.org",
     )
     assert response.status_code == 200
@@ -333,18 +336,18 @@ def test_a_publishable_key_made_on_the_page_can_be_seen_again(org, owner):
     assert token in client.get(keys_url(org, key.id)).content.decode()
 
 
+@host_registry
 def test_page_errors_for_a_publishable_key_sit_next_to_their_fields(org, owner):
     response = create(
         logged_in(owner),
         org,
         name="Widget",
         key_kind="publishable",
-        scopes=["keys:read"],
+        scopes=["embed"],
         allowed_origins="https://shop.example.com/path",
     )
     assert response.status_code == 400
-    html = response.content.decode()
-    assert "no path" in html
+    assert "no path" in response.content.decode()
     assert not APIKey.objects.filter(name="Widget").exists()
     response = create(
         logged_in(owner),
@@ -357,19 +360,14 @@ def test_page_errors_for_a_publishable_key_sit_next_to_their_fields(org, owner):
     assert response.status_code == 400 and "only public scopes" in response.content.decode()
 
 
-def test_a_key_limited_by_ticking_a_bot(org, owner):
-    from demo.services import bot_create
-
-    support = bot_create(organization=org, name="Support")
-    bot_create(organization=org, name="Sales")
+@host_registry
+def test_a_key_limited_by_ticking_a_resource(org, owner):
     client = logged_in(owner)
-    response = create(
-        client, org, name="Support only", scopes=["bots:read"], resources_bots=[support.id]
-    )
+    response = create(client, org, name="Thing 1 only", resources_things=["acme-t1"])
     assert response.status_code == 200
-    key = APIKey.objects.get(name="Support only")
-    assert key.resources == {"bots": [support.id]}
+    key = APIKey.objects.get(name="Thing 1 only")
+    assert key.resources == {"things": ["acme-t1"]}
     detail = client.get(keys_url(org, key.id)).content.decode()
-    assert "Support" in detail and "Sales" not in detail
-    refused = create(client, org, name="bogus", scopes=["bots:read"], resources_bots=["bot_nope"])
+    assert "Thing 1" in detail and "Thing 2" not in detail
+    refused = create(client, org, name="bogus", resources_things=["acme-t9"])
     assert refused.status_code == 400 and not APIKey.objects.filter(name="bogus").exists()

@@ -9,8 +9,6 @@ import pytest
 from apikeys.models import APIKey
 from apikeys.services import api_key_create
 from audit.actors import Actor
-from demo.models import Bot
-from demo.services import bot_create
 from orgs.models import Membership
 from orgs.roles import Role, scope_ceiling
 from orgs.services import invitation_create
@@ -31,7 +29,6 @@ def world(make_org, add_member, make_user):
     bravo = make_org("bravo-secret-corp")
     bravo_member = add_member(bravo, Role.MEMBER, make_user("bravo.person@example.com"))
     bravo_key, _ = api_key_create(organization=bravo, actor=SYSTEM, name=SECRET_NAME)
-    bravo_bot = bot_create(organization=bravo, name=SECRET_NAME)
     invitation, _ = invitation_create(
         organization=bravo, email="bravo.invitee@example.com", role=Role.MEMBER, actor=SYSTEM
     )
@@ -47,7 +44,6 @@ def world(make_org, add_member, make_user):
         "tokens": tokens,
         "bravo": bravo,
         "bravo_key": bravo_key,
-        "bravo_bot": bravo_bot,
         "bravo_membership": Membership.objects.get(user=bravo_member),
         "invitation": invitation,
     }
@@ -66,11 +62,6 @@ def api_requests(world):
         ("patch", f"/api/v1/keys/{key_id}", {"name": "pwned"}),
         ("post", f"/api/v1/keys/{key_id}/rotate", {"grace_period": 0}),
         ("post", f"/api/v1/keys/{key_id}/revoke", {}),
-        ("get", f"/api/v1/bots/{world['bravo_bot'].id}", None),
-        ("patch", f"/api/v1/bots/{world['bravo_bot'].id}", {"name": "pwned"}),
-        ("get", f"/api/v1/bots/{world['bravo_bot'].id}/channels", None),
-        ("post", f"/api/v1/bots/{world['bravo_bot'].id}/channels", {"kind": "web", "name": "x"}),
-        ("get", f"/api/v1/widget/bots/{world['bravo_bot'].id}", None),
     ]
 
 
@@ -102,8 +93,6 @@ def test_api_with_every_role_never_reaches_another_organisation(client, world, r
         assert events.json()["results"] == []
     else:
         assert events.json()["error"]["code"] == "missing_scope"
-    bravo_bot = Bot.objects.get(pk=world["bravo_bot"].pk)
-    assert (bravo_bot.name, bravo_bot.channels.count()) == (SECRET_NAME, 0)
     bravo_key = APIKey.objects.get(pk=world["bravo_key"].pk)
     assert (bravo_key.name, bravo_key.revoked_at, bravo_key.replaced_by_id) == (
         SECRET_NAME,

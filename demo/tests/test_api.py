@@ -219,3 +219,43 @@ def test_seeddemo_gives_the_demo_organisation_its_bots_once(db):
     assert "bot_support" in out.getvalue()
     call_command("seeddemo", stdout=io.StringIO())
     assert Bot.objects.filter(organization=demo).count() == 3
+
+
+@pytest.mark.parametrize("role", ["owner", "admin", "member", "viewer"])
+def test_no_role_reaches_another_organisations_bot(org, bots, add_member, role):
+    from orgs.models import Membership
+    from orgs.roles import scope_ceiling
+
+    Organization.objects.filter(pk=org.pk).update(members_can_create_keys=True)
+    org.refresh_from_db()
+    person = (
+        Membership.objects.get(organization=org, role="owner").user
+        if role == "owner"
+        else add_member(org, role)
+    )
+    token = api_key_create(
+        organization=org, actor=SYSTEM, owner=person, name=f"{role} key",
+        scopes=sorted(scope_ceiling(role)),
+    )[1]  # fmt: skip
+    elsewhere = bots["elsewhere"]
+    for method, path, body in [
+        ("get", f"/api/v1/bots/{elsewhere.id}", None),
+        ("patch", f"/api/v1/bots/{elsewhere.id}", {"name": "pwned"}),
+        ("get", f"/api/v1/bots/{elsewhere.id}/channels", None),
+        ("post", f"/api/v1/bots/{elsewhere.id}/channels", {"kind": "web", "name": "x"}),
+        ("get", f"/api/v1/widget/bots/{elsewhere.id}", None),
+    ]:
+        response = call(token, method, path, body)
+        code = response.json()["error"]["code"]
+        assert (response.status_code, code) in {(404, "not_found"), (403, "missing_scope")}
+        assert "Not yours" not in response.content.decode()
+    listed = call(token, "get", "/api/v1/bots")
+    assert listed.status_code in (200, 403) and "Not yours" not in listed.content.decode()
+    assert Bot.objects.get(pk=elsewhere.pk).name == "Not yours"
+    assert not elsewhere.channels.exists()
+
+
+@pytest.mark.parametrize("bot_id", ["%00", "bot_%00", "x" * 300, "bot_support%20or%201=1"])
+def test_a_path_that_is_no_bot_id_is_not_found(org, bots, bot_id):
+    refused(call(key(org), "get", f"/api/v1/bots/{bot_id}"), 404, "not_found")
+    refused(call(key(org), "get", f"/api/v1/widget/bots/{bot_id}"), 404, "not_found")
