@@ -185,8 +185,14 @@ class APIKey(models.Model):
         return str(resource_id) in self.resources.get(resource_type, ())
 
     def effective_scopes_for(self, owner_role: str | None) -> frozenset[str]:
-        """Return the scopes this key grants, given its owner's current role."""
+        """Return the scopes this key grants, given its owner's current role.
+
+        A publishable key grants only scopes that are public now: a scope the host
+        stops marking public stops working for it at once.
+        """
         granted = scope_registry.expand(self.scopes)
+        if self.kind == Kind.PUBLISHABLE:
+            granted &= scope_registry.public_scopes()
         if self.owner_id is None:
             return granted
         return granted & scope_ceiling(owner_role)

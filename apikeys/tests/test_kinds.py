@@ -497,3 +497,12 @@ def test_filter_allowed_narrows_a_listing_and_leaves_unlimited_keys_alone(org, m
     assert set(filter_allowed(everything, APIKey(resources=None), "keys")) == {one, two}
     assert list(filter_allowed(everything, APIKey(resources={"other": ["x"]}), "keys")) == []
     assert set(filter_allowed(everything, None, "keys")) == {one, two}
+
+
+def test_a_scope_no_longer_marked_public_stops_working_for_publishable_keys(org):
+    _, token = publishable(org)
+    assert call(token, "get", "/api/v1/probe/embed", HTTP_ORIGIN=SHOP).status_code == 200
+    private = {**SCOPES, "embed": "Read what an embedded widget shows."}
+    with override_settings(KEYWARD_SCOPES=private):
+        response = call(token, "get", "/api/v1/probe/embed", HTTP_ORIGIN=SHOP)
+    assert response.status_code == 403 and code_of(response) == "missing_scope"
