@@ -371,3 +371,13 @@ def test_a_key_limited_by_ticking_a_resource(org, owner):
     assert "Thing 1" in detail and "Thing 2" not in detail
     refused = create(client, org, name="bogus", resources_things=["acme-t9"])
     assert refused.status_code == 400 and not APIKey.objects.filter(name="bogus").exists()
+
+
+def test_a_dev_key_made_on_the_page_shows_as_dev(org, owner):
+    client = logged_in(owner)
+    response = create(client, org, name="Laptop", environment="dev")
+    assert response.status_code == 200
+    key = APIKey.objects.get(name="Laptop")
+    assert token_in(response).startswith(f"kw_dev_{key.id}_")
+    listing = client.get(keys_url(org)).content.decode()
+    assert "badge-dev" in listing and key.masked in listing
