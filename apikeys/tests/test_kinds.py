@@ -506,3 +506,22 @@ def test_a_scope_no_longer_marked_public_stops_working_for_publishable_keys(org)
     with override_settings(KEYWARD_SCOPES=private):
         response = call(token, "get", "/api/v1/probe/embed", HTTP_ORIGIN=SHOP)
     assert response.status_code == 403 and code_of(response) == "missing_scope"
+
+
+def test_dev_and_publishable_tokens_in_a_url_are_refused_and_not_echoed(org, make_key):
+    _, dev = make_key(org, environment="dev")
+    _, public = publishable(org)
+    for token in (dev, public):
+        response = APIClient().get(f"/api/v1/probe/embed?key={token}", HTTP_ORIGIN=SHOP)
+        assert response.status_code == 400 and code_of(response) == "key_in_url"
+        assert token not in response.content.decode()
+
+
+def test_a_key_whose_token_carries_another_kind_is_refused(org):
+    """A publishable token with its mark removed (and a fresh checksum) is not the key."""
+    from apikeys import tokens
+
+    _, token = publishable(org)
+    body = token[:-6].replace("_pub_", "_", 1)
+    response = call(body + tokens.checksum(body), "get", "/api/v1/probe/embed", HTTP_ORIGIN=SHOP)
+    assert response.status_code == 401 and code_of(response) == "invalid_key"
