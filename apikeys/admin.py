@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from apikeys import services
-from apikeys.models import APIKey, Environment, Status
+from apikeys.models import APIKey, Environment, Kind, Status
 from apikeys.selectors import status_filter
 from audit.actors import Actor
 from config.admin import OfferedLookupsOnly
@@ -39,6 +39,15 @@ class APIKeyAdminForm(forms.ModelForm):
         choices=_scope_choices, widget=forms.CheckboxSelectMultiple, required=False
     )
     allowed_ips = LinesField(required=False, help_text="CIDR blocks, one per line; empty = any.")
+    kind = forms.ChoiceField(choices=Kind.choices, initial=Kind.SECRET, required=False)
+    allowed_origins = LinesField(
+        required=False,
+        help_text="Publishable keys only: origins like https://shop.example.com, one per line.",
+    )
+    resources = forms.JSONField(
+        required=False,
+        help_text='Limit the key to some resources, like {"bots": ["bot_…"]}; null = all.',
+    )
 
     class Meta:
         model = APIKey
@@ -46,10 +55,13 @@ class APIKeyAdminForm(forms.ModelForm):
             "organization",
             "owner",
             "name",
+            "kind",
             "environment",
             "scopes",
             "expires_at",
             "allowed_ips",
+            "allowed_origins",
+            "resources",
             "rate_limit",
         )
 
@@ -74,12 +86,13 @@ class APIKeyAdmin(OfferedLookupsOnly, admin.ModelAdmin):
         "masked_key",
         "name",
         "organization",
+        "kind",
         "environment",
         "status",
         "last_used_at",
         "usage_count",
     )
-    list_filter = (StatusFilter, "environment")
+    list_filter = (StatusFilter, "kind", "environment")
     search_fields = ("id", "name", "organization__slug")
     list_select_related = ("organization",)
     ordering = ("-created_at",)
@@ -91,6 +104,7 @@ class APIKeyAdmin(OfferedLookupsOnly, admin.ModelAdmin):
         "masked_key",
         "organization",
         "owner",
+        "kind",
         "environment",
         "status",
         "created_at",
@@ -111,9 +125,17 @@ class APIKeyAdmin(OfferedLookupsOnly, admin.ModelAdmin):
         return self.readonly_on_change if obj else ()
 
     def get_fields(self, request, obj=None):
-        editable = ("name", "scopes", "expires_at", "allowed_ips", "rate_limit")
+        editable = (
+            "name",
+            "scopes",
+            "expires_at",
+            "allowed_ips",
+            "allowed_origins",
+            "resources",
+            "rate_limit",
+        )
         if obj is None:
-            return ("organization", "owner", "name", "environment", *editable[1:])
+            return ("organization", "owner", "name", "kind", "environment", *editable[1:])
         return (*self.readonly_on_change, *editable)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -147,9 +169,12 @@ class APIKeyAdmin(OfferedLookupsOnly, admin.ModelAdmin):
                 owner=data.get("owner"),
                 name=data["name"],
                 scopes=data["scopes"],
+                kind=data.get("kind") or Kind.SECRET,
                 environment=data["environment"],
                 expires_at=data.get("expires_at"),
                 allowed_ips=data["allowed_ips"],
+                allowed_origins=data["allowed_origins"],
+                resources=data.get("resources"),
                 rate_limit=data.get("rate_limit") or None,
             )
         except KeywardError as exc:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from apikeys import api_docs as docs
 from apikeys import services
-from apikeys.models import APIKey, Environment, KeyActivity
+from apikeys.models import APIKey, Environment, KeyActivity, Kind
 from apikeys.payloads import iso as _iso
 from apikeys.payloads import key_payload
 from apikeys.selectors import (
@@ -111,12 +111,29 @@ class WhoAmIApi(KeyApi):
         )
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        "description": 'Limit the key to these resources, like {"bots": ["bot_…"]}; null = all.',
+    }
+)
+class ResourcesField(serializers.JSONField):
+    """`{"<type>": ["id", …]}` or null, passed as sent: `services` checks types and ids."""
+
+
 class KeyCreateInputSerializer(StrictSerializer):
     name = TextField(trim_whitespace=False, allow_blank=True)
+    kind = TextField(required=False, default=Kind.SECRET, help_text="secret or publishable.")
     scopes = serializers.ListField(child=TextField(), required=False)
     environment = TextField(required=False, default=Environment.LIVE)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     allowed_ips = serializers.ListField(child=TextField(), required=False, default=list)
+    allowed_origins = serializers.ListField(
+        child=TextField(), required=False, default=list, help_text="Publishable keys only."
+    )
+    resources = ResourcesField(required=False, allow_null=True, default=None)
     rate_limit = TextField(required=False, allow_null=True, default=None)
 
 
@@ -139,8 +156,13 @@ class KeyListCreateApi(KeyApi):
         environment = request.query_params.get("environment")
         if environment is not None:
             if environment not in Environment.values:
-                raise ValidationFailed.on("environment", "Choose 'live' or 'test'.")
+                raise ValidationFailed.on("environment", "Choose 'live', 'test' or 'dev'.")
             keys = keys.filter(environment=environment)
+        kind = request.query_params.get("kind")
+        if kind is not None:
+            if kind not in Kind.values:
+                raise ValidationFailed.on("kind", "Choose 'secret' or 'publishable'.")
+            keys = keys.filter(kind=kind)
         paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(keys, request, view=self)
         return paginator.get_paginated_response([key_payload(key) for key in page])
@@ -167,6 +189,8 @@ class KeyUpdateInputSerializer(StrictSerializer):
     scopes = serializers.ListField(child=TextField(), required=False)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     allowed_ips = serializers.ListField(child=TextField(), required=False)
+    allowed_origins = serializers.ListField(child=TextField(), required=False)
+    resources = ResourcesField(required=False, allow_null=True)
     rate_limit = TextField(required=False, allow_null=True)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
-from apikeys.models import Environment, Status
+from apikeys.models import Environment, Kind, Status
 
 
 class KeyOwnerSerializer(serializers.Serializer):
@@ -27,9 +27,14 @@ class KeyOutputSerializer(serializers.Serializer):
     """An API key as the API shows it; it never holds the token or its hash."""
 
     id = serializers.CharField(help_text="The key id, the public part of the token.")
-    prefix = serializers.CharField(help_text="`kw_<env>_<key_id>`, shown in lists.")
+    prefix = serializers.CharField(
+        help_text="`kw_<env>_<key_id>` (`kw_pub_<env>_<key_id>` if publishable), shown in lists."
+    )
     last4 = serializers.CharField(help_text="The token's last four characters.")
     name = serializers.CharField()
+    kind = serializers.ChoiceField(
+        choices=Kind.choices, help_text="`secret`, or `publishable` for code in a browser."
+    )
     environment = serializers.ChoiceField(choices=Environment.choices)
     scopes = serializers.ListField(child=serializers.CharField())
     status = serializers.ChoiceField(choices=Status.choices)
@@ -43,6 +48,15 @@ class KeyOutputSerializer(serializers.Serializer):
     last_used_ip = serializers.IPAddressField(allow_null=True)
     usage_count = serializers.IntegerField(min_value=0)
     allowed_ips = serializers.ListField(child=serializers.CharField())
+    allowed_origins = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="A publishable key's origins (`https://shop.example.com`, `https://*.example.com`).",
+    )
+    resources = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        allow_null=True,
+        help_text='The resources the key is limited to, like `{"bots": ["bot_…"]}`; null = all.',
+    )
     rate_limit = serializers.CharField(allow_null=True)
 
 
@@ -75,7 +89,8 @@ class KeyRotatedOutputSerializer(KeyCreatedOutputSerializer):
 
 KEY_LIST_PARAMETERS = [
     OpenApiParameter("status", str, enum=Status.values, description="Only keys in this status."),
-    OpenApiParameter("environment", str, enum=Environment.values, description="live or test."),
+    OpenApiParameter("environment", str, enum=Environment.values, description="live, test or dev."),
+    OpenApiParameter("kind", str, enum=Kind.values, description="secret or publishable."),
     OpenApiParameter("cursor", str, description="The cursor from a previous page's `next`."),
     OpenApiParameter(
         "limit",

@@ -14,7 +14,7 @@ from django.utils.http import http_date
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from apikeys import tokens
+from apikeys import kinds, tokens
 from apikeys.abuse import InvalidKeyGuard
 from apikeys.cache import read_generation, verified_keys
 from apikeys.models import APIKey, Status
@@ -213,6 +213,9 @@ class APIKeyAuthentication(BaseAuthentication):
         address = getattr(request._request, "client_ip", None) or client_ip(request._request)
         if not _address_allowed(address, key.allowed_ips):
             raise APIKeyRejected(IpNotAllowed())
+        refused = kinds.refusal(request, key)
+        if refused is not None:
+            raise APIKeyRejected(refused)
         key._effective_scopes = key.effective_scopes_for(state.owner_role)
         if status == Status.SUPERSEDED:
             request_state(request).add_headers(

@@ -8,7 +8,7 @@ from typing import Any
 
 from django import forms
 
-from apikeys.models import Environment
+from apikeys.models import Environment, Kind
 from orgs import scopes as scope_registry
 from orgs.models import Organization
 
@@ -37,10 +37,35 @@ class KeyCreateForm(forms.Form):
         initial="organization",
         widget=forms.RadioSelect,
     )
+    key_kind = forms.ChoiceField(
+        label="Kind of key",
+        choices=[
+            (Kind.SECRET, "Secret: for servers, CI pipelines and scripts. Keep it private."),
+            (
+                Kind.PUBLISHABLE,
+                "Publishable: for code in a web page or an app. Public scopes only, "
+                "from the origins you list.",
+            ),
+        ],
+        initial=Kind.SECRET,
+        required=False,
+        widget=forms.RadioSelect,
+    )
     scopes = forms.MultipleChoiceField(
         label="Scopes",
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Choose at least one scope."},
+    )
+    allowed_origins = forms.CharField(
+        label="Allowed origins",
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 3, "placeholder": "https://shop.example.com\nhttps://*.example.com"}
+        ),
+        help_text=(
+            "Publishable keys only: the sites whose pages may use it, one per line, like "
+            "https://shop.example.com or https://*.example.com for its subdomains. No paths."
+        ),
     )
     environment = forms.ChoiceField(
         label="Environment",
@@ -74,11 +99,22 @@ class KeyCreateForm(forms.Form):
         organization: Organization,
         grantable: frozenset[str],
         may_create_org_keys: bool,
+        resource_options: dict[str, list[tuple[str, str]]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         registry = scope_registry.registered_scopes()
         self.scope_descriptions = registry
+        self.public_scopes = scope_registry.public_scopes()
+        self.resource_types = list(resource_options or {})
+        for resource_type, options in (resource_options or {}).items():
+            self.fields[f"resources_{resource_type}"] = forms.MultipleChoiceField(
+                label=f"Limit to these {resource_type}",
+                required=False,
+                choices=options,
+                widget=forms.CheckboxSelectMultiple,
+                help_text=f"Tick none to let the key reach every one of the {resource_type}.",
+            )
         self.fields["scopes"].choices = [
             (name, name) for name in scope_registry.ordered(grantable) if name in registry
         ]
@@ -98,11 +134,16 @@ class KeyCreateForm(forms.Form):
             {
                 "name": name,
                 "description": self.scope_descriptions.get(name, ""),
+                "public": name in self.public_scopes,
                 "checked": name in chosen,
                 "id": f"id_scope_{re.sub(r'[^a-z0-9]', '_', name)}",
             }
             for name, _label in self.fields["scopes"].choices
         ]
+
+    def resource_fields(self) -> list[forms.BoundField]:
+        """Return the checkbox group of each registered resource type, for the template."""
+        return [self[f"resources_{name}"] for name in self.resource_types]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -123,12 +164,21 @@ class KeyCreateForm(forms.Form):
         """Return the keyword arguments for `api_key_create`, bar organisation and actor."""
         data = self.cleaned_data
         blocks = [b.strip() for b in re.split(r"[\s,]+", data.get("allowed_ips") or "")]
+        origins = [o.strip() for o in re.split(r"[\s,]+", data.get("allowed_origins") or "")]
+        resources = {
+            name: list(data[f"resources_{name}"])
+            for name in self.resource_types
+            if data.get(f"resources_{name}")
+        }
         return {
             "name": data["name"],
+            "kind": data.get("key_kind") or Kind.SECRET,
             "scopes": list(data["scopes"]),
             "environment": data["environment"],
             "expires_at": self.expires_at(now),
             "allowed_ips": [b for b in blocks if b],
+            "allowed_origins": [o for o in origins if o],
+            "resources": resources or None,
             "rate_limit": data.get("rate_limit") or None,
         }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -18,6 +19,12 @@ from orgs.roles import scope_ceiling
 class Environment(models.TextChoices):
     LIVE = "live", "Live"
     TEST = "test", "Test"
+    DEV = "dev", "Dev"
+
+
+class Kind(models.TextChoices):
+    SECRET = "secret", "Secret"
+    PUBLISHABLE = "publishable", "Publishable"
 
 
 class Status(models.TextChoices):
@@ -58,6 +65,7 @@ class APIKey(models.Model):
     environment = models.CharField(
         max_length=4, choices=Environment.choices, default=Environment.LIVE
     )
+    kind = models.CharField(max_length=11, choices=Kind.choices, default=Kind.SECRET)
     scopes = models.JSONField(default=list)
     secret_hash = models.CharField(max_length=64, unique=True, editable=False)
     last4 = models.CharField(max_length=4, editable=False)
@@ -79,6 +87,14 @@ class APIKey(models.Model):
         related_name="replaces",
     )
     allowed_ips = models.JSONField(default=list, blank=True)
+    allowed_origins = models.JSONField(
+        default=list, blank=True, help_text="A publishable key's web origins; empty otherwise."
+    )
+    resources = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='The resources the key is limited to, like {"bots": ["bot_1"]}; empty = all.',
+    )
     rate_limit = models.CharField(max_length=32, null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     last_used_ip = models.GenericIPAddressField(null=True, blank=True)
@@ -91,6 +107,7 @@ class APIKey(models.Model):
                 condition=Q(environment__in=Environment.values),
                 name="apikeys_environment_valid",
             ),
+            models.CheckConstraint(condition=Q(kind__in=Kind.values), name="apikeys_kind_valid"),
             models.CheckConstraint(
                 condition=Q(name__regex=r"^.{1,100}$") & ~Q(name=""),
                 name="apikeys_name_length",
@@ -113,6 +130,12 @@ class APIKey(models.Model):
                 name="apikeys_org_created",
             ),
             models.Index(fields=["owner", "organization"], name="apikeys_owner_org"),
+            # CORS preflights ask whether any live publishable key lists an origin.
+            models.Index(
+                fields=["kind"],
+                name="apikeys_publishable",
+                condition=Q(kind="publishable", revoked_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -120,8 +143,14 @@ class APIKey(models.Model):
 
     @property
     def prefix(self) -> str:
-        """Return the public prefix, `kw_live_<key_id>`."""
-        return f"{tokens.brand()}_{self.environment}_{self.id}"
+        """Return the public prefix, `kw_live_<key_id>` (`kw_pub_live_<key_id>` if publishable)."""
+        return tokens.prefix_of(
+            environment=self.environment, key_id=self.id, publishable=self.is_publishable
+        )
+
+    @property
+    def is_publishable(self) -> bool:
+        return self.kind == Kind.PUBLISHABLE
 
     @property
     def masked(self) -> str:
@@ -150,9 +179,25 @@ class APIKey(models.Model):
         """Return how the audit log names this key (never its token or hash)."""
         return Target("api_key", self.id, f"{self.name} ({self.prefix})")
 
+    def allows(self, resource_type: str, resource_id: Any) -> bool:
+        """Return whether this key may reach one resource: always, unless it is limited.
+
+        A limited key reaches only the ids it lists, and nothing of a type it does
+        not name.
+        """
+        if self.resources is None:
+            return True
+        return str(resource_id) in self.resources.get(resource_type, ())
+
     def effective_scopes_for(self, owner_role: str | None) -> frozenset[str]:
-        """Return the scopes this key grants, given its owner's current role."""
+        """Return the scopes this key grants, given its owner's current role.
+
+        A publishable key grants only scopes that are public now: a scope the host
+        stops marking public stops working for it at once.
+        """
         granted = scope_registry.expand(self.scopes)
+        if self.kind == Kind.PUBLISHABLE:
+            granted &= scope_registry.public_scopes()
         if self.owner_id is None:
             return granted
         return granted & scope_ceiling(owner_role)
@@ -196,9 +241,31 @@ class APIKey(models.Model):
             "name": self.name,
             "scopes": list(self.scopes),
             "allowed_ips": list(self.allowed_ips),
+            "allowed_origins": list(self.allowed_origins),
+            "resources": self.resources,
             "rate_limit": self.rate_limit,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
         }
+
+
+class PublishableToken(models.Model):
+    """The token of a publishable key, kept so that its page can show it again.
+
+    Only publishable keys have one: their tokens sit in web pages by design
+    (docs/README-kinds.md). It lives apart from the key so that authentication,
+    and the cache of verified keys, never load it. Revoking the key deletes it.
+    """
+
+    key = models.OneToOneField(
+        APIKey, primary_key=True, on_delete=models.CASCADE, related_name="publishable_token"
+    )
+    token = models.CharField(max_length=tokens.MAX_TOKEN_LENGTH)
+
+    class Meta:
+        verbose_name = "publishable key token"
+
+    def __str__(self) -> str:
+        return f"token of {self.key_id}"
 
 
 class KeyUsageDay(models.Model):

@@ -21,6 +21,7 @@ def key_payload(key: APIKey) -> dict[str, Any]:
         "prefix": key.prefix,
         "last4": key.last4,
         "name": key.name,
+        "kind": key.kind,
         "environment": key.environment,
         "scopes": list(key.scopes),
         "status": key.status,
@@ -34,5 +35,7 @@ def key_payload(key: APIKey) -> dict[str, Any]:
         "last_used_ip": key.last_used_ip,
         "usage_count": key.usage_count,
         "allowed_ips": list(key.allowed_ips),
+        "allowed_origins": list(key.allowed_origins),
+        "resources": key.resources,
         "rate_limit": key.rate_limit,
     }

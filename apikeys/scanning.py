@@ -27,7 +27,8 @@ class Finding:
         return self.token.prefix
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.prefix}_… (a Keyward API key; checksum valid)"
+        what = "a publishable Keyward key" if self.token.publishable else "a Keyward API key"
+        return f"{self.path}:{self.line}: {self.prefix}_… ({what}; checksum valid)"
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,10 @@ class NearMiss:
         )
 
 
-def _token_length() -> int:
-    body = len(tokens.brand()) + len("_live_") + tokens.KEY_ID_LENGTH + 1
-    return body + tokens.SECRET_LENGTH + tokens.CHECKSUM_LENGTH
-
-
 def tokens_in(text: str) -> Iterator[tokens.ParsedToken]:
-    """Yield every whole token with a correct checksum in `text`."""
-    length = _token_length()
+    """Yield every whole token with a correct checksum in `text`: secret and publishable."""
     for match in tokens.token_search_pattern().finditer(text):
+        length = tokens.token_length(match.group("prefix"))
         for candidate in {match.group(0), match.group(0)[:length]}:
             if tokens.looks_like_token(candidate):
                 yield tokens.parse(candidate)
@@ -63,11 +59,11 @@ def tokens_in(text: str) -> Iterator[tokens.ParsedToken]:
 def near_misses_in(text: str) -> Iterator[str]:
     """Yield the prefix of every token-shaped string in `text` whose checksum fails."""
     pattern = tokens.token_pattern()
-    length = _token_length()
     for match in tokens.token_search_pattern().finditer(text):
-        candidate = match.group(0)[:length]
+        prefix = match.group("prefix")
+        candidate = match.group(0)[: tokens.token_length(prefix)]
         if pattern.match(candidate) and not tokens.looks_like_token(candidate):
-            yield candidate[: candidate.rindex("_")]
+            yield prefix
 
 
 def scan_file(path: Path) -> Iterator[Finding | NearMiss]:
@@ -96,6 +92,15 @@ def files_under(paths: Iterable[str]) -> Iterator[Path]:
             yield path
 
 
-def scan(paths: Iterable[str]) -> list[Finding | NearMiss]:
-    """Return every token, and every near miss, found in `paths`."""
-    return [finding for path in files_under(paths) for finding in scan_file(path)]
+def scan(paths: Iterable[str], *, include_publishable: bool = False) -> list[Finding | NearMiss]:
+    """Return every token, and every near miss, found in `paths`.
+
+    Publishable keys are meant to sit in web pages and apps, so they are left out
+    unless `include_publishable` asks for them.
+    """
+    return [
+        finding
+        for path in files_under(paths)
+        for finding in scan_file(path)
+        if include_publishable or not isinstance(finding, Finding) or not finding.token.publishable
+    ]

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Exists, Max, Min, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
-from apikeys.models import APIKey, FailedKeyAttempts, KeyActivity, KeyUsageDay, Status
+from apikeys.models import APIKey, FailedKeyAttempts, KeyActivity, KeyUsageDay, Kind, Status
+from apikeys.origins import match_candidates, origin_allowed
 from config.errors import ValidationFailed
 from orgs.models import Membership, Organization, User
 from orgs.roles import Permission
@@ -185,3 +187,25 @@ def key_activity_summary(*, key: APIKey, since: datetime | None = None) -> dict[
         .order_by("-total", "route", "outcome")
     )
     return {"addresses": list(addresses), "routes": list(routes)}
+
+
+def publishable_origin_listed(origin: str, *, now: datetime | None = None) -> bool:
+    """Return whether any usable publishable key lists `origin` (a canonical request origin).
+
+    CORS preflights carry no key, so this is all they can be checked against; the
+    request that follows is checked against its own key's origins.
+    """
+
+    now = now or timezone.now()
+    keys = APIKey.objects.filter(kind=Kind.PUBLISHABLE, revoked_at__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    )
+    if connection.features.supports_json_field_contains:
+        listed = Q()
+        for candidate in match_candidates(origin):
+            listed |= Q(allowed_origins__contains=[candidate])
+        return keys.filter(listed).exists()
+    return any(
+        origin_allowed(origin, allowed)
+        for allowed in keys.values_list("allowed_origins", flat=True).iterator()
+    )

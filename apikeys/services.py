@@ -9,15 +9,18 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apikeys import resources as resource_registry
 from apikeys import tokens, validation
 from apikeys.cache import invalidate_when_committed
-from apikeys.models import APIKey, Status
+from apikeys.models import APIKey, Kind, PublishableToken, Status
+from apikeys.origins import clean_allowed_origins
 from audit.actors import Actor
 from audit.services import audit_record, diff
 from config.errors import (
     Forbidden,
     KeyRevoked,
     NotFound,
+    ResourceNotAllowed,
     ScopeNotAllowed,
     ValidationFailed,
 )
@@ -26,7 +29,17 @@ from orgs.models import LeakResponse, Membership, Organization, User
 from orgs.roles import Permission, scope_ceiling
 from orgs.services import organization_lock
 
-UPDATABLE_FIELDS = ("name", "scopes", "allowed_ips", "rate_limit", "expires_at")
+UPDATABLE_FIELDS = (
+    "name",
+    "scopes",
+    "allowed_ips",
+    "rate_limit",
+    "expires_at",
+    "allowed_origins",
+    "resources",
+)
+DEFAULT_KEY_NAME = "DefaultKey"
+DEFAULT_KEY_REASON = "made automatically for a new member (policy default_key_for_new_members)"
 
 
 def _now():
@@ -142,12 +155,47 @@ def _check_may_manage(
     _check_within(key, actor)
 
 
-def _default_scopes(organization: Organization, actor: Any, owner: User | None) -> list[str]:
+def _default_scopes(
+    organization: Organization, actor: Any, owner: User | None, kind: str = Kind.SECRET
+) -> list[str]:
     grantable = grantable_scopes(organization=organization, actor=actor)
     if owner is not None:
         role = _membership(organization, owner).role
         grantable &= scope_ceiling(role)
+    if kind == Kind.PUBLISHABLE:
+        grantable &= scope_registry.public_scopes()
     return scope_registry.ordered(s for s in grantable if s != scope_registry.ADMIN_SCOPE)
+
+
+def _check_kind_fields(kind: str, cleaned: dict[str, Any]) -> None:
+    """Check what depends on the kind of key: origins, and a publishable key's scopes."""
+    checks: dict[str, Callable[[], Any]] = {}
+    if "allowed_origins" in cleaned:
+        checks["allowed_origins"] = lambda: validation.check_origins_for_kind(
+            kind, cleaned["allowed_origins"]
+        )
+    if cleaned.get("scopes") is not None:
+        checks["scopes"] = lambda: validation.check_publishable_scopes(kind, cleaned["scopes"])
+    _collect(checks)
+
+
+def _check_resources(
+    organization: Organization, actor: Any, owner: User | None, resources: Any
+) -> dict[str, list[str]] | None:
+    """Return the resources a key gets: inside a limited creating key's own, and real ids.
+
+    A key limited to some resources makes keys limited to them by default, and
+    never reaches further; a personal key's ids must be its owner's to reach.
+    """
+    ceiling = actor.resources if isinstance(actor, APIKey) else None
+    if resources is None and ceiling is not None:
+        resources = {name: list(ids) for name, ids in ceiling.items()}
+    outside = resource_registry.beyond(resources, ceiling)
+    if outside:
+        names = ", ".join(sorted(outside))
+        raise ResourceNotAllowed(names, f"You cannot grant {names} beyond your key's own.")
+    resource_registry.check_resource_ids(resources, organization=organization, owner=owner)
+    return resources
 
 
 def _resolve_owner(organization: Organization, actor: Any, owner: User | None) -> User | None:
@@ -185,9 +233,14 @@ def _creator_fields(actor: Any) -> dict[str, Any]:
 
 
 def _insert_key(fields: dict[str, Any]) -> tuple[APIKey, str]:
-    """Insert a key under a fresh id; return it with its token, which is never stored."""
+    """Insert a key under a fresh id; return it with its token.
+
+    A secret key's token is never stored. A publishable key's is, apart from
+    the key, so that its page can show it again (docs/README-kinds.md).
+    """
+    publishable = fields.get("kind") == Kind.PUBLISHABLE
     for _attempt in range(5):
-        parsed = tokens.generate(fields["environment"])
+        parsed = tokens.generate(fields["environment"], publishable=publishable)
         key = APIKey(
             id=parsed.key_id,
             secret_hash=tokens.hash_token(parsed.token),
@@ -199,6 +252,8 @@ def _insert_key(fields: dict[str, Any]) -> tuple[APIKey, str]:
                 key.save(force_insert=True)
         except IntegrityError:
             continue
+        if publishable:
+            PublishableToken.objects.create(key=key, token=parsed.token)
         return key, parsed.token
     raise RuntimeError("Could not find a free key id.")
 
@@ -215,24 +270,38 @@ def api_key_create(
     allowed_ips: Any = None,
     rate_limit: Any = None,
     owner: User | None = None,
+    kind: Any = Kind.SECRET,
+    allowed_origins: Any = None,
+    resources: Any = None,
+    reason: str | None = None,
 ) -> tuple[APIKey, str]:
-    """Create a key; return it with its token, which exists only in this return value."""
+    """Create a key; return it with its token.
+
+    A secret key's token exists only in this return value. `reason`, when
+    given, is recorded with the audit event (why the key was made).
+    """
     now = _now()
     organization = organization_lock(organization.pk)
     cleaned = _collect(
         {
             "name": lambda: validation.clean_name(name),
+            "kind": lambda: validation.clean_kind(kind),
             "scopes": lambda: None if scopes is None else validation.clean_scopes(scopes),
             "environment": lambda: validation.clean_environment(environment),
             "expires_at": lambda: validation.clean_expires_at(expires_at, organization, now),
             "allowed_ips": lambda: validation.clean_allowed_ips(allowed_ips),
+            "allowed_origins": lambda: clean_allowed_origins(allowed_origins),
+            "resources": lambda: resource_registry.clean_resources_shape(resources),
             "rate_limit": lambda: validation.clean_rate_limit(rate_limit),
         }
     )
+    _check_kind_fields(cleaned["kind"], cleaned)
     owner = _resolve_owner(organization, actor, owner)
     if cleaned["scopes"] is None:
-        cleaned["scopes"] = _default_scopes(organization, actor, owner)
+        cleaned["scopes"] = _default_scopes(organization, actor, owner, cleaned["kind"])
+        _check_kind_fields(cleaned["kind"], {"scopes": cleaned["scopes"]})
     _check_grant(organization, actor, cleaned["scopes"])
+    cleaned["resources"] = _check_resources(organization, actor, owner, cleaned["resources"])
     key, token = _insert_key(
         {
             "organization": organization,
@@ -251,12 +320,40 @@ def api_key_create(
             {},
             {
                 **key.audit_snapshot(),
+                "kind": key.kind,
                 "environment": key.environment,
                 "owner": owner.email if owner else None,
+                "reason": reason,
             },
         ),
     )
     return key, token
+
+
+@transaction.atomic
+def api_key_create_default(*, organization: Organization, user: User) -> tuple[APIKey, str] | None:
+    """Give a person who has just joined their personal `DefaultKey`, where policy asks.
+
+    Return the key and its token (to show once), or None when the organisation's
+    `default_key_for_new_members` is off or the person's role may not hold
+    personal keys. Sign-up and invitation acceptance call it in the transaction
+    that adds the person; the audit event says the key was made automatically.
+    """
+    organization = organization_lock(organization.pk)
+    if not organization.default_key_for_new_members:
+        return None
+    if not _membership(organization, user).policy.can(Permission.CREATE_PERSONAL_KEYS):
+        return None
+    # The person is the actor: a token that acts as them is minted only in their own
+    # session (here, the confirmation or acceptance they just made); the event's reason
+    # says that nobody asked for this key by hand.
+    return api_key_create(
+        organization=organization,
+        actor=user,
+        owner=user,
+        name=DEFAULT_KEY_NAME,
+        reason=DEFAULT_KEY_REASON,
+    )
 
 
 def _locked(key: APIKey) -> APIKey:
@@ -288,6 +385,8 @@ def api_key_update(*, key: APIKey, actor: Any, **fields: Any) -> APIKey:
         "scopes": lambda: validation.clean_scopes(fields["scopes"]),
         "allowed_ips": lambda: validation.clean_allowed_ips(fields["allowed_ips"]),
         "rate_limit": lambda: validation.clean_rate_limit(fields["rate_limit"]),
+        "allowed_origins": lambda: clean_allowed_origins(fields["allowed_origins"]),
+        "resources": lambda: resource_registry.clean_resources_shape(fields["resources"]),
         "expires_at": lambda: (
             validation.clean_expires_at(fields["expires_at"], organization, now)
             if fields["expires_at"] is not None
@@ -295,12 +394,22 @@ def api_key_update(*, key: APIKey, actor: Any, **fields: Any) -> APIKey:
         ),
     }
     cleaned = _collect({name: checks[name] for name in fields})
+    _check_kind_fields(key.kind, cleaned)
     key = _locked(key)
     _check_may_manage(key, actor)
     _refuse_if_finished(key, now)
     if "scopes" in cleaned:
         added = [s for s in cleaned["scopes"] if s not in key.scopes]
         _check_grant(key.organization, actor, added)
+    if "resources" in cleaned:
+        if cleaned["resources"] is None and isinstance(actor, APIKey) and actor.resources:
+            raise ResourceNotAllowed(
+                ", ".join(sorted(actor.resources)),
+                "A key limited to some resources cannot lift another key's limit.",
+            )
+        cleaned["resources"] = _check_resources(
+            key.organization, actor, key.owner, cleaned["resources"]
+        )
     if "expires_at" in cleaned and key.replaced_by_id is not None:
         raise KeyRevoked("This key was rotated; change its replacement instead.")
     before = key.audit_snapshot()
@@ -347,9 +456,12 @@ def api_key_rotate(*, key: APIKey, actor: Any, grace_period: Any = 0) -> tuple[A
             "owner": old.owner,
             "name": old.name,
             "environment": old.environment,
+            "kind": old.kind,
             "scopes": list(old.scopes),
             "expires_at": expires_at,
             "allowed_ips": list(old.allowed_ips),
+            "allowed_origins": list(old.allowed_origins),
+            "resources": old.resources,
             "rate_limit": old.rate_limit,
             "created_at": now,
             **_creator_fields(actor),
@@ -380,7 +492,7 @@ def api_key_rotate(*, key: APIKey, actor: Any, grace_period: Any = 0) -> tuple[A
         actor=actor,
         target=new,
         changes={
-            **diff({}, {**new.audit_snapshot(), "environment": new.environment}),
+            **diff({}, {**new.audit_snapshot(), "kind": new.kind, "environment": new.environment}),
             "replaces": {"before": None, "after": old.id},
         },
     )
@@ -392,6 +504,8 @@ def _revoke(key: APIKey, actor: Any, now, reason: str | None = None) -> None:
     key.revoked_at = now
     key.revoked_by = Actor.of(actor).label
     key.save(update_fields=["revoked_at", "revoked_by", "updated_at"])
+    if key.is_publishable:
+        PublishableToken.objects.filter(key=key).delete()  # nothing left worth showing
     changes: dict[str, Any] = {"revoked_at": {"before": None, "after": now.isoformat()}}
     if reason:
         changes["reason"] = {"before": None, "after": reason}

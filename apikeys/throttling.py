@@ -11,8 +11,9 @@ from typing import Any
 from django.core.cache import cache as default_cache
 from rest_framework.throttling import BaseThrottle
 
+from apikeys import kinds
 from apikeys.counters import incr_with_ttl
-from apikeys.models import APIKey, Environment
+from apikeys.models import APIKey
 from apikeys.request_state import request_state
 from apikeys.roundtrip import claim
 from config.errors import QuotaExceeded, RateLimited
@@ -28,7 +29,7 @@ def effective_rate(key: APIKey) -> tuple[Rate, str] | None:
     """Return the rate a key is held to and where it comes from ("key" or "organization")."""
     text, source = key.rate_limit, "key"
     if not text:
-        text, source = key.organization.default_rate_limit, "organization"
+        text, source = kinds.organization_rate_limit(key), "organization"
     if not text:
         return None
     try:
@@ -126,7 +127,7 @@ class KeyRateThrottle(BaseThrottle):
 
 
 class DailyQuotaThrottle(BaseThrottle):
-    """Refuse a live key once its organisation's daily quota is used up, until 00:00 UTC.
+    """Refuse a live or dev key once its organisation's daily quota is used up, until 00:00 UTC.
 
     The count is one atomic counter per organisation and UTC day in the shared
     cache, so the request after the last allowed one is refused at once. Test
@@ -141,7 +142,7 @@ class DailyQuotaThrottle(BaseThrottle):
 
     def allow_request(self, request: Any, view: Any) -> bool:
         key = request.auth
-        if not isinstance(key, APIKey) or key.environment != Environment.LIVE:
+        if not isinstance(key, APIKey) or not kinds.counts_against_quota(key):
             return True
         quota = key.organization.daily_request_quota
         if quota is None:
@@ -168,7 +169,7 @@ class DailyQuotaThrottle(BaseThrottle):
 
     def shared_counter(self, key: APIKey) -> tuple[str, int] | None:
         """Return the counter a request with `key` adds to now and its lifetime; None if none."""
-        if key.environment != Environment.LIVE or key.organization.daily_request_quota is None:
+        if not kinds.counts_against_quota(key) or key.organization.daily_request_quota is None:
             return None
         return self._counter(key)
 
@@ -186,7 +187,7 @@ class DailyQuotaThrottle(BaseThrottle):
         return self.cache_format.format(organization_id=organization_id, day=day.isoformat())
 
     def used(self, organization: Organization) -> int:
-        """Return how many live-key requests count against today's quota so far."""
+        """Return how many live and dev requests count against today's quota so far."""
         try:
             return int(self.cache.get(self.counter_name(organization.pk, self.timer())) or 0)
         except Exception:

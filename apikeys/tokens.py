@@ -1,8 +1,9 @@
 """Keyward tokens: the one place that makes, parses, checks and hashes them.
 
-A token reads `kw_<env>_<key_id>_<secret><checksum>` (docs/reference/tokens.md). The checksum
-lets anyone reject a mistyped or invented token without a database query; the
-keyed hash is all the database ever holds.
+A token reads `kw_<env>_<key_id>_<secret><checksum>`, and a publishable key's
+`kw_pub_<env>_<key_id>_<secret><checksum>` (docs/reference/tokens.md,
+docs/README-kinds.md). The checksum lets anyone reject a mistyped or invented token
+without a database query; the keyed hash is all the database holds for a secret key.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from functools import lru_cache
 from django.conf import settings
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-ENVIRONMENTS = ("live", "test")
+ENVIRONMENTS = ("live", "test", "dev")
+PUBLISHABLE_MARK = "pub"
 KEY_ID_LENGTH = 12
 SECRET_LENGTH = 32
 CHECKSUM_LENGTH = 6
 BRAND_RE = re.compile(r"^[a-z]{2,8}$")
 # The longest token any allowed brand can make; longer input is refused unread.
-MAX_TOKEN_LENGTH = 8 + 1 + 4 + 1 + KEY_ID_LENGTH + 1 + SECRET_LENGTH + CHECKSUM_LENGTH
+MAX_TOKEN_LENGTH = 8 + 1 + 4 + 4 + 1 + KEY_ID_LENGTH + 1 + SECRET_LENGTH + CHECKSUM_LENGTH
+_ENV_GROUP = "|".join(ENVIRONMENTS)
 
 
 class MalformedToken(ValueError):
@@ -36,10 +39,11 @@ class ParsedToken:
     environment: str
     key_id: str
     token: str
+    publishable: bool = False
 
     @property
     def prefix(self) -> str:
-        """Return the public prefix shown in lists, `kw_live_<key_id>`."""
+        """Return the public prefix shown in lists, `kw_live_<key_id>` or `kw_pub_live_<key_id>`."""
         return self.token[: self.token.rindex("_")]
 
     @property
@@ -52,12 +56,23 @@ def brand() -> str:
     return settings.KEYWARD_TOKEN_BRAND
 
 
+def prefix_of(*, environment: str, key_id: str, publishable: bool = False) -> str:
+    """Return a key's public prefix: `kw_live_<key_id>`, or `kw_pub_live_<key_id>`."""
+    mark = f"{PUBLISHABLE_MARK}_" if publishable else ""
+    return f"{brand()}_{mark}{environment}_{key_id}"
+
+
+def _prefix_re(brand_: str) -> str:
+    """Return the pattern of a prefix; groups `pub`, `environment` and `key_id`."""
+    return (
+        rf"{re.escape(brand_)}_(?P<pub>{PUBLISHABLE_MARK}_)?(?P<environment>{_ENV_GROUP})_"
+        rf"(?P<key_id>[0-9A-Za-z]{{{KEY_ID_LENGTH}}})"
+    )
+
+
 @lru_cache(maxsize=4)
 def _token_re(brand_: str) -> re.Pattern[str]:
-    return re.compile(
-        rf"^{re.escape(brand_)}_(live|test)_([0-9A-Za-z]{{{KEY_ID_LENGTH}}})_"
-        rf"[0-9A-Za-z]{{{SECRET_LENGTH + CHECKSUM_LENGTH}}}$"
-    )
+    return re.compile(rf"^{_prefix_re(brand_)}_[0-9A-Za-z]{{{SECRET_LENGTH + CHECKSUM_LENGTH}}}$")
 
 
 def token_pattern() -> re.Pattern[str]:
@@ -67,20 +82,23 @@ def token_pattern() -> re.Pattern[str]:
 
 @lru_cache(maxsize=4)
 def _search_re(brand_: str) -> re.Pattern[str]:
-    return re.compile(
-        rf"{re.escape(brand_)}_(live|test)_([0-9A-Za-z]{{{KEY_ID_LENGTH}}})_"
-        r"[0-9A-Za-z]+"
-    )
+    return re.compile(rf"(?P<prefix>{_prefix_re(brand_)})_[0-9A-Za-z]+")
 
 
 def token_search_pattern() -> re.Pattern[str]:
     """Return an unanchored pattern for anything in a text that starts like a token.
 
     It matches more than whole tokens (a truncated or padded one too), so that
-    redaction errs on the side of masking; group 1 is the environment and
-    group 2 the key id. Scanners confirm a match with `looks_like_token`.
+    redaction errs on the side of masking; the group `prefix` is the public
+    prefix, with `environment` and `key_id` inside it. Scanners confirm a match
+    with `looks_like_token`, and take `token_length(prefix)` characters of it.
     """
     return _search_re(brand())
+
+
+def token_length(prefix: str) -> int:
+    """Return the length of a whole token that starts with `prefix`."""
+    return len(prefix) + 1 + SECRET_LENGTH + CHECKSUM_LENGTH
 
 
 def _random(length: int) -> str:
@@ -106,13 +124,21 @@ def new_key_id() -> str:
     return _random(KEY_ID_LENGTH)
 
 
-def generate(environment: str, key_id: str | None = None) -> ParsedToken:
-    """Return a new token for `environment`."""
+def generate(
+    environment: str, key_id: str | None = None, *, publishable: bool = False
+) -> ParsedToken:
+    """Return a new token for `environment`; a publishable key's carries `pub_`."""
     if environment not in ENVIRONMENTS:
         raise ValueError(f"environment must be one of {ENVIRONMENTS}")
     key_id = key_id or new_key_id()
-    body = f"{brand()}_{environment}_{key_id}_{_random(SECRET_LENGTH)}"
-    return ParsedToken(environment=environment, key_id=key_id, token=body + checksum(body))
+    prefix = prefix_of(environment=environment, key_id=key_id, publishable=publishable)
+    body = f"{prefix}_{_random(SECRET_LENGTH)}"
+    return ParsedToken(
+        environment=environment,
+        key_id=key_id,
+        token=body + checksum(body),
+        publishable=publishable,
+    )
 
 
 def parse(text: str) -> ParsedToken:
@@ -128,7 +154,12 @@ def parse(text: str) -> ParsedToken:
     body, given = text[:-CHECKSUM_LENGTH], text[-CHECKSUM_LENGTH:]
     if not hmac.compare_digest(checksum(body), given):
         raise MalformedToken("bad checksum")
-    return ParsedToken(environment=match.group(1), key_id=match.group(2), token=text)
+    return ParsedToken(
+        environment=match.group("environment"),
+        key_id=match.group("key_id"),
+        token=text,
+        publishable=match.group("pub") is not None,
+    )
 
 
 def looks_like_token(text: str) -> bool:

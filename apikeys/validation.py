@@ -8,7 +8,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from apikeys.models import Environment
+from apikeys.models import Environment, Kind
 from config.errors import ValidationFailed
 from config.rates import MalformedRate, parse_rate
 from orgs import scopes as scope_registry
@@ -39,9 +39,43 @@ def clean_scopes(value: Any) -> list[str]:
 
 
 def clean_environment(value: Any) -> str:
-    if value not in Environment.values:
-        raise ValidationFailed.on("environment", "Choose 'live' or 'test'.")
+    if not isinstance(value, str) or value not in Environment.values:
+        raise ValidationFailed.on("environment", "Choose 'live', 'test' or 'dev'.")
     return value
+
+
+def clean_kind(value: Any) -> str:
+    if not isinstance(value, str) or value not in Kind.values:
+        raise ValidationFailed.on("kind", "Choose 'secret' or 'publishable'.")
+    return value
+
+
+def check_publishable_scopes(kind: str, scopes: list[str]) -> None:
+    """Refuse a publishable key any scope the host has not marked public."""
+    if kind != Kind.PUBLISHABLE:
+        return
+    public = scope_registry.public_scopes()
+    private = [s for s in scopes if s not in public]
+    if private:
+        allowed = ", ".join(scope_registry.ordered(public)) or "none are marked public"
+        raise ValidationFailed.on(
+            "scopes",
+            f"A publishable key may hold only public scopes ({allowed}), not: "
+            f"{', '.join(private)}.",
+        )
+    if not scopes:
+        raise ValidationFailed.on("scopes", "Give a publishable key at least one public scope.")
+
+
+def check_origins_for_kind(kind: str, origins: list[str]) -> None:
+    """Require origins of a publishable key, and refuse them on a secret one."""
+    if kind == Kind.PUBLISHABLE and not origins:
+        raise ValidationFailed.on(
+            "allowed_origins",
+            "A publishable key needs at least one allowed origin, like https://shop.example.com.",
+        )
+    if kind != Kind.PUBLISHABLE and origins:
+        raise ValidationFailed.on("allowed_origins", "Only publishable keys have allowed origins.")
 
 
 def clean_allowed_ips(value: Any) -> list[str]:

@@ -15,7 +15,8 @@ from django.views.generic import TemplateView, View
 from apikeys import services
 from apikeys.charts import bar_chart
 from apikeys.forms import KeyCreateForm, KeyRotateForm
-from apikeys.models import APIKey, Status
+from apikeys.models import APIKey, PublishableToken, Status
+from apikeys.resources import resource_choices, resource_types
 from apikeys.selectors import api_keys_visible, daily_usage, key_activity_summary, status_filter
 from audit.selectors import events_for_page
 from config.errors import KeywardError
@@ -99,13 +100,20 @@ class KeyCreateView(KeyPageMixin, View):
     template_name = "apikeys/key_form.html"
 
     def form(self, data=None) -> KeyCreateForm:
+        manages = self.policy.can(Permission.MANAGE_ORG_KEYS)
         return KeyCreateForm(
             data,
             organization=self.organization,
             grantable=services.grantable_scopes(
                 organization=self.organization, actor=self.request.user
             ),
-            may_create_org_keys=self.policy.can(Permission.MANAGE_ORG_KEYS),
+            may_create_org_keys=manages,
+            resource_options={
+                name: resource_choices(
+                    self.organization, name, user=None if manages else self.request.user
+                )
+                for name in resource_types()
+            },
         )
 
     def render_form(self, form: KeyCreateForm, status: int = 200) -> HttpResponse:
@@ -153,16 +161,42 @@ class KeyDetailView(KeyPageMixin, TemplateView):
         events = None
         if self.policy.can(Permission.READ_AUDIT_LOG):
             events = list(events_for_page(organization=self.organization, target=key.pk)[:50])
+        status = key.status
+        shown_token = None
+        if key.is_publishable and status in (Status.ACTIVE, Status.SUPERSEDED):
+            shown_token = (
+                PublishableToken.objects.filter(key=key).values_list("token", flat=True).first()
+            )
         context.update(
             key=key,
-            status=key.status,
+            status=status,
             may_rotate=services.api_key_mintable_by(key=key, actor=self.request.user),
             chart=bar_chart(daily_usage(key=key, days=30)),
             events=events,
             replaces=APIKey.objects.filter(replaced_by=key).first(),
             activity=key_activity_summary(key=key),
+            publishable_token=shown_token,
+            resource_names=_resource_names(key),
         )
         return context
+
+    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
+        response = super().render_to_response(context, **kwargs)
+        return no_store(response) if context.get("publishable_token") else response
+
+
+def _resource_names(key: APIKey) -> list[dict[str, Any]]:
+    """Return each resource type a key is limited to, with the names of its resources."""
+    if key.resources is None:
+        return []
+    registered = resource_types()
+    rows = []
+    for name, ids in key.resources.items():
+        names = {}
+        if name in registered:
+            names = dict(resource_choices(key.organization, name, ids=ids))
+        rows.append({"type": name, "items": [(i, names.get(i, "(gone)")) for i in ids]})
+    return rows
 
 
 class KeyRotateView(KeyPageMixin, View):

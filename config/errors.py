@@ -164,7 +164,10 @@ class OriginNotAllowed(KeywardError):
 
     status = 403
     code = "origin_not_allowed"
-    default_message = "This key may not be used from this origin."
+    default_message = (
+        "This publishable key may not be used from this origin. Add the site to the "
+        "key's allowed origins."
+    )
 
 
 class PublishableKeyNotAllowed(KeywardError):
@@ -172,7 +175,9 @@ class PublishableKeyNotAllowed(KeywardError):
 
     status = 403
     code = "publishable_key_not_allowed"
-    default_message = "A publishable key cannot be used here. Use a secret key."
+    default_message = (
+        "Publishable keys cannot be used here. Use a secret key from a server instead."
+    )
 
 
 class ResourceNotAllowed(KeywardError):
@@ -180,7 +185,12 @@ class ResourceNotAllowed(KeywardError):
 
     status = 403
     code = "resource_not_allowed"
-    default_message = "This key may not be used on this resource."
+
+    def __init__(self, resource_type: str | None = None, message: str | None = None) -> None:
+        extra = {"resource_type": resource_type} if resource_type else {}
+        super().__init__(
+            message or f"This key is limited to other {resource_type or 'resources'}.", **extra
+        )
 
 
 class QuotaExceeded(KeywardError):

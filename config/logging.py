@@ -26,7 +26,9 @@ from apikeys import tokens
 # A webhook signing secret (docs/README-events.md), whatever code hands one to a log.
 _WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]{8,}")
 # Used only if a record is logged before settings are configured: any brand.
-_ANY_BRAND = re.compile(r"([a-z]{2,8})_(live|test)_([0-9A-Za-z]{12})_[0-9A-Za-z]+")
+_ANY_BRAND = re.compile(
+    r"(?P<prefix>[a-z]{2,8}_(?:pub_)?(?:live|test|dev)_[0-9A-Za-z]{12})_[0-9A-Za-z]+"
+)
 
 
 def redact(text: str) -> str:
@@ -40,16 +42,15 @@ def redact(text: str) -> str:
         text = _WEBHOOK_SECRET.sub("whsec_…", text)
     if "%" in text:
         decoded = unquote(text)
-        if decoded != text and ("_live_" in decoded or "_test_" in decoded):
+        if decoded != text and any(f"_{env}_" in decoded for env in ("live", "test", "dev")):
             text = decoded
-    if "_live_" not in text and "_test_" not in text:
+    if "_live_" not in text and "_test_" not in text and "_dev_" not in text:
         return text  # the fast path: most log lines hold no token at all
     try:
-        brand = tokens.brand()
         pattern = tokens.token_search_pattern()
     except ImproperlyConfigured:
-        return _ANY_BRAND.sub(lambda m: f"{m.group(1)}_{m.group(2)}_{m.group(3)}_…", text)
-    return pattern.sub(lambda m: f"{brand}_{m.group(1)}_{m.group(2)}_…", text)
+        pattern = _ANY_BRAND
+    return pattern.sub(lambda m: f"{m.group('prefix')}_…", text)
 
 
 class RedactTokensFilter(logging.Filter):

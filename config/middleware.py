@@ -232,7 +232,7 @@ class KeyInUrlMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         brand = re.escape(settings.KEYWARD_TOKEN_BRAND)
-        self.pattern = re.compile(rf"{brand}_(?:live|test)_[0-9A-Za-z]{{6,}}")
+        self.pattern = re.compile(rf"{brand}_(?:pub_)?(?:live|test|dev)_[0-9A-Za-z]{{6,}}")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/api/") and request.META.get("QUERY_STRING"):

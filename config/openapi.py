@@ -69,7 +69,8 @@ ERROR_DESCRIPTIONS = {
     401: "`missing_key`, `invalid_key` or `expired_key`.",
     403: (
         "`missing_scope`, `scope_not_allowed`, `forbidden` (someone else's personal key "
-        "cannot be rotated), `ip_not_allowed` or `quota_exceeded`."
+        "cannot be rotated), `ip_not_allowed`, `quota_exceeded`, `origin_not_allowed`, "
+        "`publishable_key_not_allowed` or `resource_not_allowed`."
     ),
     404: "`not_found`: no such object in the caller's organisation.",
     409: "`key_revoked`: the key is revoked, expired or already rotated.",

@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.KeyInUrlMiddleware",
     "apikeys.middleware.KeyResponseHeadersMiddleware",
+    "apikeys.cors.PublishableKeyCorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -203,6 +204,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": [
         "apikeys.throttling.KeyRateThrottle",
         "apikeys.throttling.DailyQuotaThrottle",
+        "apikeys.address_throttle.PublishableAddressThrottle",
     ],
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -226,6 +228,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "KeyStatusEnum": "apikeys.models.Status",
+        "KeyKindEnum": "apikeys.models.Kind",
         "ActorTypeEnum": ["user", "api_key", "system"],
         "WebhookEventTypeEnum": "events.catalog.EVENT_TYPE_CHOICES",
     },
@@ -275,6 +278,29 @@ KEYWARD_SCOPES = {
     "webhooks:write": "Add, change, test and delete webhook endpoints; redeliver events.",
     "admin": "Every scope, present and future.",
 }
+# Resource types keys can be limited to: name -> dotted path of a function
+# `(organization, *, user=None, ids=None)` returning (id, name) pairs (docs/README-kinds.md).
+KEYWARD_RESOURCE_TYPES: dict[str, str] = {}
+
+# The demo product API (demo/), served under /api/v1/ as a host project would add one.
+# On by default where DEBUG is (`make run`), off in production unless asked for.
+KEYWARD_DEMO = env.bool("KEYWARD_DEMO", default=DEBUG)
+if KEYWARD_DEMO:
+    INSTALLED_APPS.append("demo")
+    KEYWARD_SCOPES.update(
+        {
+            "bots:read": "List and read bots.",
+            "bots:write": "Create and change bots.",
+            "channels:read": "List a bot's channels.",
+            "channels:write": "Add channels to a bot.",
+            "widget": {
+                "description": "Read a bot's public chat widget settings (publishable keys).",
+                "public": True,
+            },
+        }
+    )
+    KEYWARD_RESOURCE_TYPES["bots"] = "demo.resources.bots_of"
+    SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["ChannelKindEnum"] = "demo.models.Channel.Kind"
 
 # Background work: Django's Tasks framework (the django-tasks backport) on the database
 # backend, so that workers on any number of machines share one queue (docs/README-events.md).

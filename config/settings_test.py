@@ -15,6 +15,8 @@ os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
 os.environ.setdefault("DATABASE_POOL_MAX", "20")
 # Tests flush usage themselves: a background thread would write outside their transaction.
 os.environ.setdefault("KEYWARD_USAGE_FLUSH_SECONDS", "0")
+# The demo product API is the integration test of Keyward's public surface.
+os.environ.setdefault("KEYWARD_DEMO", "1")
 
 from config.settings import *  # noqa: F403
 from config.settings import DATABASES, STORAGES

@@ -1,5 +1,6 @@
 """Keyward's URLs: the JSON API, the probes, the admin and the pages."""
 
+from django.apps import apps
 from django.contrib import admin
 from django.urls import include, path, re_path
 
@@ -13,6 +14,8 @@ api_v1 = [
     path("schema", views.SchemaApi.as_view(), name="api-schema"),
     path("docs/", views.SwaggerUiPage.as_view(), name="api-docs"),
 ]
+if apps.is_installed("demo"):  # the demo product API (KEYWARD_DEMO)
+    api_v1.append(path("", include("demo.urls")))
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),

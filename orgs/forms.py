@@ -171,6 +171,7 @@ class SignupConfirmForm(forms.Form):
 
 class InvitationSignupForm(NewPasswordMixin, forms.Form):
     password = PasswordField(label="Choose a password")
+    nonce = forms.CharField(widget=forms.HiddenInput)
 
     def __init__(self, *args, fixed_email: str = "", **kwargs):
         super().__init__(*args, **kwargs)
@@ -249,6 +250,31 @@ class PolicyForm(forms.Form):
         choices=LeakResponse.choices,
         required=False,
         help_text="Revoking at once is safest; either way the key is flagged and people are told.",
+    )
+
+    dev_rate_limit = forms.CharField(
+        label="Dev key rate limit",
+        required=False,
+        help_text=(
+            "For dev keys (kw_dev_) without their own limit: the powers of a live key, "
+            "rate-limited harder. Leave empty to use the default rate limit."
+        ),
+    )
+    publishable_rate_limit = forms.CharField(
+        label="Publishable key limit per visitor",
+        required=False,
+        help_text=(
+            "What each client address may do with one publishable key (kw_pub_), on top of "
+            "the key's own limit. Leave empty for no per-address limit."
+        ),
+    )
+    default_key_for_new_members = forms.BooleanField(
+        label="Give new members a DefaultKey",
+        required=False,
+        help_text=(
+            "Whoever signs up or accepts an invitation, and may hold personal keys, gets a "
+            "personal key named DefaultKey with the default scopes, shown once."
+        ),
     )
 
     def clean(self) -> dict:

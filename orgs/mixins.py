@@ -51,21 +51,25 @@ class OrgPageMixin(LoginRequiredMixin, ContextMixin):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        policy = self.policy
         context.update(
             organization=self.organization,
             membership=self.membership,
             section=self.section,
-            nav={
-                "keys": policy.can(Permission.MANAGE_ORG_KEYS)
-                or policy.can(Permission.CREATE_PERSONAL_KEYS),
-                "members": policy.can(Permission.MANAGE_MEMBERS),
-                "audit": policy.can(Permission.READ_AUDIT_LOG),
-                "policy": policy.can(Permission.MANAGE_POLICY),
-                "webhooks": policy.can(Permission.MANAGE_WEBHOOKS),
-            },
+            nav=page_nav(self.policy),
         )
         return context
+
+
+def page_nav(policy: RolePolicy) -> dict[str, bool]:
+    """Return which settings tabs a member with `policy` sees."""
+    return {
+        "keys": policy.can(Permission.MANAGE_ORG_KEYS)
+        or policy.can(Permission.CREATE_PERSONAL_KEYS),
+        "members": policy.can(Permission.MANAGE_MEMBERS),
+        "audit": policy.can(Permission.READ_AUDIT_LOG),
+        "policy": policy.can(Permission.MANAGE_POLICY),
+        "webhooks": policy.can(Permission.MANAGE_WEBHOOKS),
+    }
 
 
 def show_errors(form: forms.Form, error: KeywardError, field_map: dict[str, str] | None = None):

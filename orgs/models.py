@@ -143,6 +143,24 @@ class Organization(models.Model):
         default=True,
         help_text="Email people when keys are about to expire, expire, leak or are attacked.",
     )
+    dev_rate_limit = models.CharField(
+        max_length=32,
+        null=True,
+        blank=True,
+        default="60/min",
+        help_text="Dev keys without their own limit; empty = the default rate limit.",
+    )
+    publishable_rate_limit = models.CharField(
+        max_length=32,
+        null=True,
+        blank=True,
+        default="60/min",
+        help_text="Each publishable key, per client address; empty = no such limit.",
+    )
+    default_key_for_new_members = models.BooleanField(
+        default=True,
+        help_text="Give each person who joins, and may hold personal keys, a DefaultKey.",
+    )
 
     POLICY_FIELDS = (
         "members_can_create_keys",
@@ -151,6 +169,9 @@ class Organization(models.Model):
         "default_rate_limit",
         "leak_response",
         "email_notices",
+        "dev_rate_limit",
+        "publishable_rate_limit",
+        "default_key_for_new_members",
     )
 
     class Meta:

@@ -37,7 +37,11 @@ def clean_policy(fields: dict[str, Any]) -> dict[str, Any]:
                 if not value or len(value) > 100:
                     raise ValidationFailed.on(name, "Use 1 to 100 characters.")
                 cleaned[name] = value
-            elif name in ("members_can_create_keys", "email_notices"):
+            elif name in (
+                "members_can_create_keys",
+                "email_notices",
+                "default_key_for_new_members",
+            ):
                 if not isinstance(value, bool):
                     raise ValidationFailed.on(name, "Must be true or false.")
                 cleaned[name] = value
@@ -45,7 +49,7 @@ def clean_policy(fields: dict[str, Any]) -> dict[str, Any]:
                 cleaned[name] = _positive_int_or_none(value, name, MAX_LIFETIME_DAYS)
             elif name == "daily_request_quota":
                 cleaned[name] = _positive_int_or_none(value, name, MAX_QUOTA)
-            elif name == "default_rate_limit":
+            elif name in ("default_rate_limit", "dev_rate_limit", "publishable_rate_limit"):
                 if value is None or value == "":
                     cleaned[name] = None
                 else:

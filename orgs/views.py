@@ -8,11 +8,13 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.generic import FormView, TemplateView, View
 
+from apikeys.services import api_key_create_default
 from config.errors import KeywardError
 from orgs import services, verification
 from orgs.backends import request_ip
@@ -27,7 +29,7 @@ from orgs.forms import (
     SignupConfirmForm,
     SignupForm,
 )
-from orgs.mixins import OrgPageMixin, no_store, show_errors
+from orgs.mixins import OrgPageMixin, no_store, page_nav, show_errors
 from orgs.models import Invitation, Membership, Organization, User, canonical_email
 from orgs.nonces import nonce_consume, nonce_issue
 from orgs.roles import Permission, Role, RolePolicy
@@ -42,6 +44,7 @@ from orgs.selectors import (
 from orgs.throttle import SignupThrottle
 
 AUTH_BACKEND = "orgs.backends.EmailBackend"
+RESUBMITTED = "That form was already used (a reload or the back button), so nothing was done."
 
 
 def first_page_for(membership: Membership) -> str | None:
@@ -53,6 +56,19 @@ def first_page_for(membership: Membership) -> str | None:
     if policy.can(Permission.MANAGE_MEMBERS):
         return reverse("members", kwargs={"slug": slug})
     return None
+
+
+def welcome_key_page(request: HttpRequest, membership: Membership, key: Any, token: str):
+    """Answer with the one page that shows a new member's DefaultKey token; no cache keeps it."""
+    context = {
+        "organization": membership.organization,
+        "membership": membership,
+        "nav": page_nav(membership.policy),
+        "key": key,
+        "token": token,
+        "next_url": first_page_for(membership) or reverse("home"),
+    }
+    return no_store(render(request, "orgs/welcome_key.html", context))
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -99,6 +115,8 @@ class SignupView(FormView):
         return super().dispatch(request, *args, **kwargs)
 
     def form_valid(self, form: SignupForm) -> HttpResponse:
+        # Nothing is minted here (the DefaultKey waits for the confirmation link, which
+        # works once), so a re-submitted form needs no one-time nonce.
         email = form.cleaned_data["email"]
         refused = self.throttle.hit(ip=request_ip(self.request), email=email)
         if refused:
@@ -150,10 +168,14 @@ class SignupConfirmView(FormView):
         return super().get_context_data(claim=self.claim, **kwargs)
 
     def form_valid(self, form: SignupConfirmForm) -> HttpResponse:
+        default_key = None
         try:
-            user, organization = services.user_email_verify(
-                token=self.kwargs["token"], user=form.user
-            )
+            with transaction.atomic():  # the DefaultKey is made with the organisation, or neither
+                user, organization = services.user_email_verify(
+                    token=self.kwargs["token"], user=form.user
+                )
+                if organization is not None:
+                    default_key = api_key_create_default(organization=organization, user=user)
         except KeywardError as error:
             form.add_error(None, error.message)
             return self.form_invalid(form)
@@ -161,6 +183,11 @@ class SignupConfirmView(FormView):
         if organization is None:
             return redirect("home")
         messages.success(self.request, f"Welcome to Keyward. {organization.name} is ready.")
+        if default_key is not None:
+            membership = Membership.objects.select_related("organization").get(
+                organization=organization, user=user
+            )
+            return welcome_key_page(self.request, membership, *default_key)
         return redirect("keys", slug=organization.slug)
 
     def form_invalid(self, form: SignupConfirmForm) -> HttpResponse:
@@ -394,7 +421,13 @@ class InvitationAcceptView(View):
             and canonical_email(user.email) != canonical_email(invitation.email),
             "login_url": f"{reverse('login')}?next={self.request.path}",
             "error": error,
+            "nonce": nonce_issue(self.request),
         }
+        if form is not None and form.is_bound:
+            form.data = form.data.copy()
+            form.data["nonce"] = context["nonce"]
+        elif form is not None:
+            form.initial["nonce"] = context["nonce"]
         return no_store(render(self.request, self.template_name, context, status=status))
 
     def find(self, token: str) -> Invitation:
@@ -412,6 +445,9 @@ class InvitationAcceptView(View):
 
     def post(self, request: HttpRequest, token: str) -> HttpResponse:
         invitation = self.find(token)
+        if not nonce_consume(request, request.POST.get("nonce")):
+            messages.warning(request, RESUBMITTED)
+            return HttpResponseRedirect(request.path, status=303)
         user = request.user if request.user.is_authenticated else None
         form = None
         if user is None:
@@ -423,11 +459,15 @@ class InvitationAcceptView(View):
             if not form.is_valid():
                 return self.render_page(invitation, form, status=400)
         try:
-            membership = services.invitation_accept(
-                token=token,
-                user=user,
-                password=form.cleaned_data["password"] if form else None,
-            )
+            with transaction.atomic():
+                membership = services.invitation_accept(
+                    token=token,
+                    user=user,
+                    password=form.cleaned_data["password"] if form else None,
+                )
+                default_key = api_key_create_default(
+                    organization=membership.organization, user=membership.user
+                )
         except KeywardError as error:
             if form is None:
                 return self.render_page(invitation, status=400, error=error.message)
@@ -436,6 +476,8 @@ class InvitationAcceptView(View):
         if user is None:
             login(request, membership.user, backend=AUTH_BACKEND)
         messages.success(request, f"You joined {membership.organization.name}.")
+        if default_key is not None:
+            return welcome_key_page(request, membership, *default_key)
         return redirect("org-home", slug=membership.organization.slug)
 
 

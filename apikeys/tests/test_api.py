@@ -10,7 +10,7 @@ from orgs.roles import Role
 KEY_FIELDS = {
     "id", "prefix", "last4", "name", "environment", "scopes", "status", "owner", "created_by",
     "created_at", "expires_at", "revoked_at", "replaced_by", "last_used_at", "last_used_ip",
-    "usage_count", "allowed_ips", "rate_limit",
+    "usage_count", "allowed_ips", "rate_limit", "kind", "allowed_origins", "resources",
 }  # fmt: skip
 
 

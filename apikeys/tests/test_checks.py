@@ -61,3 +61,38 @@ def test_check_deploy_is_clean():
     warnings = [line for line in result.stderr.splitlines() if line.startswith("?: (")]
     # W021 (HSTS preload) is silenced in settings while SECURE_HSTS_PRELOAD is off.
     assert warnings == []
+
+
+@override_settings(
+    KEYWARD_SCOPES={
+        "bots:read": "Read bots.",
+        "widget": {"description": "A widget.", "public": True},
+    }
+)
+def test_a_scope_may_be_a_description_or_marked_public():
+    assert not {"keyward.E004", "keyward.E005"} & ids(run_checks())
+
+
+@override_settings(KEYWARD_SCOPES={"widget": {"description": "x", "public": "yes"}})
+def test_a_malformed_scope_entry_is_an_error():
+    assert "keyward.E005" in ids(run_checks())
+
+
+@override_settings(KEYWARD_SCOPES={"admin": {"description": "All.", "public": True}})
+def test_the_admin_scope_cannot_be_public():
+    assert "keyward.E005" in ids(run_checks())
+
+
+@override_settings(KEYWARD_RESOURCE_TYPES={"bots": "no.such.module.bots_of"})
+def test_a_resource_type_that_cannot_be_imported_is_an_error():
+    assert "keyward.E006" in ids(run_checks())
+
+
+@override_settings(KEYWARD_RESOURCE_TYPES={"Bad Name": "apikeys.tests.kinds_urls.things_of"})
+def test_a_malformed_resource_type_name_is_an_error():
+    assert "keyward.E006" in ids(run_checks())
+
+
+@override_settings(KEYWARD_RESOURCE_TYPES={"things": "apikeys.tests.kinds_urls.things_of"})
+def test_a_registered_resource_type_passes():
+    assert "keyward.E006" not in ids(run_checks())

@@ -6,9 +6,11 @@ import sys
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import override_settings
 
 from apikeys import tokens
 from apikeys.models import APIKey
+from apikeys.tests.kinds_urls import RESOURCE_TYPES, SCOPES
 from audit.models import AuditEvent
 
 
@@ -90,3 +92,44 @@ def test_token_capture_works_from_a_shell(tmp_path):
         env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     assert tokens.looks_like_token(result.stdout.strip())
+
+
+@override_settings(KEYWARD_SCOPES=SCOPES, KEYWARD_RESOURCE_TYPES=RESOURCE_TYPES)
+def test_createapikey_makes_dev_publishable_and_resource_limited_keys(org):
+    out, _ = call("createapikey", "--org", org.slug, "--name", "laptop", "--environment", "dev")
+    assert out.strip().startswith("kw_dev_")
+    out, err = call(
+        "createapikey", "--org", org.slug, "--name", "widget", "--kind", "publishable",
+        "--scopes", "embed", "--allowed-origins", "https://shop.example.com,http://localhost:3000",
+    )  # fmt: skip
+    key = APIKey.objects.get(pk=tokens.parse(out.strip()).key_id)
+    assert key.prefix.startswith("kw_pub_live_") and out.strip().startswith(key.prefix)
+    assert key.allowed_origins == ["https://shop.example.com", "http://localhost:3000"]
+    out, _ = call(
+        "createapikey", "--org", org.slug, "--name", "two things", "--scopes", "keys:read",
+        "--resource", "things=acme-t1", "--resource", "things=acme-t2",
+    )  # fmt: skip
+    limited = APIKey.objects.get(pk=tokens.parse(out.strip()).key_id)
+    assert limited.resources == {"things": ["acme-t1", "acme-t2"]}
+    listing, _ = call("listapikeys", "--org", org.slug)
+    assert "publishable" in listing and "dev" in listing
+
+
+@override_settings(KEYWARD_SCOPES=SCOPES, KEYWARD_RESOURCE_TYPES=RESOURCE_TYPES)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--environment", "prod"],
+        ["--kind", "publishable", "--scopes", "embed"],
+        ["--kind", "publishable", "--scopes", "embed", "--allowed-origins", "*"],
+        ["--kind", "publishable", "--scopes", "keys:read", "--allowed-origins", "https://a.com"],
+        ["--allowed-origins", "https://a.com"],
+        ["--resource", "things"],
+        ["--resource", "things=nope"],
+        ["--resource", "robots=x"],
+    ],
+)
+def test_createapikey_refuses_bad_kinds_and_creates_nothing(org, args):
+    with pytest.raises(CommandError):
+        call("createapikey", "--org", org.slug, "--name", "x", *args)
+    assert not APIKey.objects.exists()

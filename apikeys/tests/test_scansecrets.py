@@ -175,3 +175,22 @@ def test_the_local_pre_commit_hook_refuses_a_file_with_a_token(tmp_path):
     assert refused.returncode == 1, refused.stderr
     assert passed.returncode == 0, passed.stderr
     assert secret_of(token).encode() not in refused.stdout + refused.stderr
+
+
+def test_dev_tokens_are_found_and_publishable_ones_only_when_asked(tmp_path):
+    dev = tokens.generate("dev").token
+    public = tokens.generate("live", publishable=True).token
+    path = tmp_path / "app.js"
+    path.write_text(f'const key = "{public}";\nconst oops = "{dev}";\n')
+    code, out, _ = scan(str(path))
+    assert code == 1
+    assert out == f"{path}:2: {tokens.parse(dev).prefix}_… (a Keyward API key; checksum valid)\n"
+    code, out, _ = scan("--include-publishable", str(path))
+    assert code == 1 and len(out.splitlines()) == 2
+    assert (
+        f"{path}:1: {tokens.parse(public).prefix}_… (a publishable Keyward key; checksum valid)"
+        in out
+    )
+    assert public.split("_")[-1] not in out and dev.split("_")[-1] not in out
+    path.write_text(f"<script data-key='{public}'></script>\n")
+    assert scan(str(path))[0] == 0  # a widget key in a web page is where it belongs

@@ -107,3 +107,63 @@ def test_fallback_pepper_matches_and_asks_for_an_upgrade():
 def test_masked_display_shows_prefix_and_last_four():
     parsed = tokens.generate("live")
     assert tokens.masked(parsed.prefix, parsed.last4) == f"{parsed.prefix}_…{parsed.token[-4:]}"
+
+
+# Dev and publishable tokens (docs/README-kinds.md)
+
+
+@pytest.mark.parametrize(
+    ("environment", "publishable", "pattern", "length"),
+    [
+        ("dev", False, r"kw_dev_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}", 58),
+        ("live", True, r"kw_pub_live_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}", 63),
+        ("test", True, r"kw_pub_test_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}", 63),
+        ("dev", True, r"kw_pub_dev_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}", 62),
+    ],
+)
+def test_dev_and_publishable_tokens_follow_the_documented_format(
+    environment, publishable, pattern, length
+):
+    parsed = tokens.generate(environment, publishable=publishable)
+    assert re.fullmatch(pattern, parsed.token)
+    assert len(parsed.token) == length
+    again = tokens.parse(parsed.token)
+    assert again == parsed
+    assert (again.environment, again.publishable) == (environment, publishable)
+    mark = "pub_" if publishable else ""
+    assert again.prefix == f"kw_{mark}{environment}_{parsed.key_id}"
+    # The checksum covers the `pub_` mark too: CRC-32 of everything before it.
+    body = parsed.token[:-6]
+    assert parsed.token[-6:] == tokens.base62(zlib.crc32(body.encode()), 6)
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t.replace("_pub_", "_", 1),  # the mark dropped: the checksum no longer holds
+        lambda t: t.replace("kw_", "kw_pub_", 1),  # a mark added to a secret token
+        lambda t: t.replace("_pub_", "_pk_", 1),
+        lambda t: t.replace("_live_", "_prod_", 1),
+        lambda t: t.replace("kw_pub_live_", "kw_live_pub_", 1),
+    ],
+)
+def test_publishable_marks_cannot_be_added_removed_or_moved(mangle):
+    token = tokens.generate("live", publishable=True).token
+    assert token.startswith("kw_pub_live_")
+    secret = tokens.generate("live").token
+    for source in (token, secret):
+        changed = mangle(source)
+        if changed != source:
+            assert not tokens.looks_like_token(changed), changed
+
+
+def test_the_search_pattern_finds_every_kind_and_names_its_prefix():
+    found = [
+        tokens.generate("dev"),
+        tokens.generate("live", publishable=True),
+        tokens.generate("test"),
+    ]
+    text = " and ".join(f"x{p.token}" for p in found)
+    prefixes = [m.group("prefix") for m in tokens.token_search_pattern().finditer(text)]
+    assert prefixes == [p.prefix for p in found]
+    assert [tokens.token_length(p.prefix) for p in found] == [len(p.token) for p in found]

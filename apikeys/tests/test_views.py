@@ -1,11 +1,13 @@
 import re
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from apikeys.models import APIKey
+from apikeys.tests.kinds_urls import RESOURCE_TYPES, SCOPES
 from audit.models import AuditEvent
+from orgs import scopes as scope_registry
 from orgs.roles import Role
 
 TOKEN_RE = re.compile(r'id="new-token"[^>]*>([^<]+)<')
@@ -292,3 +294,90 @@ def test_the_table_pages_by_fifty(org, owner, make_key):
     assert first.count("data-key-id=") == 50 and "Page 1 of 2" in first
     second = client.get(keys_url(org) + "?show=all&page=2").content.decode()
     assert second.count("data-key-id=") == 1
+
+
+# Kinds of key on the create form
+
+host_registry = override_settings(KEYWARD_SCOPES=SCOPES, KEYWARD_RESOURCE_TYPES=RESOURCE_TYPES)
+
+
+@host_registry
+def test_the_create_form_offers_kinds_origins_dev_and_each_resource(org, owner):
+    html = logged_in(owner).get(keys_url(org, "new")).content.decode()
+    for text in (
+        'name="key_kind"',
+        'value="publishable"',
+        'name="allowed_origins"',
+        'value="dev"',
+        'name="resources_things"',
+        'value="acme-t2"',
+        "Thing 2",
+    ):
+        assert text in html, text
+    assert html.count("data-public-scope") == len(scope_registry.public_scopes())
+
+
+@host_registry
+def test_a_publishable_key_made_on_the_page_can_be_seen_again(org, owner):
+    client = logged_in(owner)
+    response = create(
+        client,
+        org,
+        name="Widget",
+        key_kind="publishable",
+        scopes=["embed"],
+        allowed_origins="https://shop.example.com\nhttps://*.example.org",
+    )
+    assert response.status_code == 200
+    token = token_in(response)
+    key = APIKey.objects.get(name="Widget")
+    assert token.startswith(f"kw_pub_live_{key.id}_")
+    assert key.allowed_origins == ["https://shop.example.com", "https://*.example.org"]
+    assert token in client.get(keys_url(org, key.id)).content.decode()
+
+
+@host_registry
+def test_page_errors_for_a_publishable_key_sit_next_to_their_fields(org, owner):
+    response = create(
+        logged_in(owner),
+        org,
+        name="Widget",
+        key_kind="publishable",
+        scopes=["embed"],
+        allowed_origins="https://shop.example.com/path",
+    )
+    assert response.status_code == 400
+    assert "no path" in response.content.decode()
+    assert not APIKey.objects.filter(name="Widget").exists()
+    response = create(
+        logged_in(owner),
+        org,
+        name="Widget",
+        key_kind="publishable",
+        scopes=["keys:read"],
+        allowed_origins="https://shop.example.com",
+    )
+    assert response.status_code == 400 and "only public scopes" in response.content.decode()
+
+
+@host_registry
+def test_a_key_limited_by_ticking_a_resource(org, owner):
+    client = logged_in(owner)
+    response = create(client, org, name="Thing 1 only", resources_things=["acme-t1"])
+    assert response.status_code == 200
+    key = APIKey.objects.get(name="Thing 1 only")
+    assert key.resources == {"things": ["acme-t1"]}
+    detail = client.get(keys_url(org, key.id)).content.decode()
+    assert "Thing 1" in detail and "Thing 2" not in detail
+    refused = create(client, org, name="bogus", resources_things=["acme-t9"])
+    assert refused.status_code == 400 and not APIKey.objects.filter(name="bogus").exists()
+
+
+def test_a_dev_key_made_on_the_page_shows_as_dev(org, owner):
+    client = logged_in(owner)
+    response = create(client, org, name="Laptop", environment="dev")
+    assert response.status_code == 200
+    key = APIKey.objects.get(name="Laptop")
+    assert token_in(response).startswith(f"kw_dev_{key.id}_")
+    listing = client.get(keys_url(org)).content.decode()
+    assert "badge-dev" in listing and key.masked in listing

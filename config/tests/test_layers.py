@@ -61,7 +61,7 @@ def test_the_cores_are_in_the_decided_order():
         return {name.split(".")[0] for name in layer}
 
     assert [app_of(layer) for layer in LAYERS[1:]] == [
-        {"leaks", "events"},
+        {"leaks", "events", "demo"},
         {"apikeys"},
         {"orgs"},
         {"audit"},

@@ -245,3 +245,13 @@ def test_no_browsable_api_even_when_a_browser_asks_for_html(client, org, make_ke
     assert response["Content-Type"].startswith("application/json")
     assert b"<html" not in response.content.lower()
     assert token.encode() not in response.content
+
+
+@pytest.mark.parametrize(
+    ("environment", "publishable"), [("dev", False), ("live", True), ("dev", True)]
+)
+def test_redact_masks_dev_and_publishable_tokens_to_their_prefix(environment, publishable):
+    parsed = tokens.generate(environment, publishable=publishable)
+    text = redact(f"Authorization: Bearer {parsed.token}")
+    assert parsed.token not in text and parsed.token[-12:] not in text
+    assert f"{parsed.prefix}_…" in text

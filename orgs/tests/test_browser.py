@@ -189,8 +189,16 @@ def test_a_newcomer_signs_up_confirms_the_address_and_lands_on_the_keys_page(liv
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Confirm and continue").click()
     page.wait_for_load_state()
-    assert page.url.endswith("/settings/api-keys/")
+    # The new owner's DefaultKey, shown this once, then on to the keys page.
+    assert page.get_by_role("heading", name="Welcome to Newcomer Labs").is_visible()
     assert page.get_by_text("Newcomer Labs is ready", exact=False).is_visible()
+    token = page.locator("#new-token").inner_text().strip()
+    assert token.startswith("kw_live_")
+    shoot(page, "signup-default-key")
+    page.get_by_role("link", name="Continue").click()
+    page.wait_for_load_state()
+    assert page.url.endswith("/settings/api-keys/")
+    assert token not in page.content()
 
     # The link worked once.
     again = new_page()

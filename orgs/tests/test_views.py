@@ -23,6 +23,11 @@ def nonce_of(response) -> str:
     return re.search(r'name="nonce" value="([^"]+)"', response.content.decode()).group(1)
 
 
+def session_nonce(client: Client) -> str:
+    """Return the newest form nonce the client's session was given."""
+    return client.session["keyward_form_nonces"][-1]
+
+
 # Getting in
 
 
@@ -90,10 +95,11 @@ def test_signup_creates_an_owned_organisation_once_the_address_is_confirmed(
     link = re.search(r"https?://\S+/signup/confirm/\S+/", mail.outbox[-1].body).group(0)
     response = client.post(link, {"password": "a fine long password"})
     org = Organization.objects.get(name="Acme Ltd")
-    assert response["Location"] == reverse("keys", kwargs={"slug": org.slug})
+    assert response.status_code == 200  # the page that shows the DefaultKey once
+    assert reverse("keys", kwargs={"slug": org.slug}) in response.content.decode()
     assert Membership.objects.get(organization=org).role == Role.OWNER
     assert AuditEvent.objects.filter(organization=org, action="org.created").exists()
-    assert client.get(response["Location"]).status_code == 200
+    assert client.get(reverse("keys", kwargs={"slug": org.slug})).status_code == 200
 
 
 def test_signup_errors_keep_what_was_typed(make_user):
@@ -171,9 +177,10 @@ def test_accepting_signs_up_and_joins(org, owner):
     page = client.get(reverse("invitation-accept", kwargs={"token": token}))
     assert b"carol@example.com" in page.content and b"Join" in page.content
     response = client.post(
-        reverse("invitation-accept", kwargs={"token": token}), {"password": "a fine long password"}
+        reverse("invitation-accept", kwargs={"token": token}),
+        {"password": "a fine long password", "nonce": nonce_of(page)},
     )
-    assert response.status_code == 302
+    assert response.status_code == 200  # an admin may hold personal keys: the DefaultKey page
     carol = User.objects.get(email="carol@example.com")
     assert Membership.objects.get(organization=org, user=carol).role == Role.ADMIN
     assert Client().get(reverse("invitation-accept", kwargs={"token": token})).status_code == 404
@@ -189,7 +196,11 @@ def test_accepting_while_logged_in_as_the_invited_address(org, owner, make_user)
     anonymous = Client().get(reverse("invitation-accept", kwargs={"token": token}))
     assert b"Log in to accept" in anonymous.content
     client = logged_in(dave)
-    assert client.post(reverse("invitation-accept", kwargs={"token": token})).status_code == 302
+    page = client.get(reverse("invitation-accept", kwargs={"token": token}))
+    response = client.post(
+        reverse("invitation-accept", kwargs={"token": token}), {"nonce": nonce_of(page)}
+    )
+    assert response.status_code == 302  # a viewer holds no personal keys: no DefaultKey
     assert Membership.objects.filter(organization=org, user=dave, role=Role.VIEWER).exists()
 
 
@@ -199,7 +210,11 @@ def test_someone_else_cannot_accept(org, owner, make_user):
     _, token = invitation_create(
         organization=org, email="erin@example.com", role="member", actor=owner
     )
-    response = logged_in(make_user()).post(reverse("invitation-accept", kwargs={"token": token}))
+    client = logged_in(make_user())
+    client.get(reverse("invitation-accept", kwargs={"token": token}))
+    response = client.post(
+        reverse("invitation-accept", kwargs={"token": token}), {"nonce": session_nonce(client)}
+    )
     assert response.status_code == 400
     assert not Membership.objects.filter(organization=org, role=Role.MEMBER).exists()
 

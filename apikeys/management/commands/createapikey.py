@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from apikeys.models import Environment, Kind
 from apikeys.services import api_key_create
 from audit.actors import Actor
 from config.errors import KeywardError
@@ -28,6 +29,20 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
 
 
+def parse_resources(entries: list[str]) -> dict[str, list[str]] | None:
+    """Return `{"bots": ["a", "b"]}` from `["bots=a,b"]`, or None when none are given."""
+    if not entries:
+        return None
+    resources: dict[str, list[str]] = {}
+    for entry in entries:
+        name, sep, ids = entry.partition("=")
+        values = [i.strip() for i in ids.split(",") if i.strip()]
+        if not sep or not name.strip() or not values:
+            raise CommandError(f"--resource: '{entry}' is not like bots=bot_1,bot_2.", returncode=2)
+        resources.setdefault(name.strip(), []).extend(values)
+    return resources
+
+
 class Command(BaseCommand):
     help = "Create an API key; the token goes alone to standard output, all else to standard error."
 
@@ -35,7 +50,24 @@ class Command(BaseCommand):
         parser.add_argument("--org", required=True, help="The organisation's slug.")
         parser.add_argument("--name", required=True)
         parser.add_argument("--scopes", help="Comma-separated scope names.")
-        parser.add_argument("--environment", default="live", choices=["live", "test"])
+        parser.add_argument("--environment", default="live", choices=Environment.values)
+        parser.add_argument(
+            "--kind",
+            default=Kind.SECRET,
+            choices=Kind.values,
+            help="publishable: for code in a web page; needs --allowed-origins.",
+        )
+        parser.add_argument(
+            "--allowed-origins",
+            help="Comma-separated origins of a publishable key, like https://shop.example.com.",
+        )
+        parser.add_argument(
+            "--resource",
+            action="append",
+            default=[],
+            metavar="TYPE=ID[,ID…]",
+            help="Limit the key to these resources (repeatable), like bots=bot_1,bot_2.",
+        )
         parser.add_argument("--expires-in", help="Lifetime such as 30d, 12h or 15m.")
         parser.add_argument(
             "--owner",
@@ -76,6 +108,10 @@ class Command(BaseCommand):
         expires_at = None
         if options["expires_in"]:
             expires_at = timezone.now() + parse_duration(options["expires_in"])
+        origins = None
+        if options["allowed_origins"] is not None:
+            origins = [o.strip() for o in options["allowed_origins"].split(",") if o.strip()]
+        resources = parse_resources(options["resource"])
         try:
             key, token = api_key_create(
                 organization=organization,
@@ -85,13 +121,21 @@ class Command(BaseCommand):
                 scopes=scopes,
                 environment=options["environment"],
                 expires_at=expires_at,
+                kind=options["kind"],
+                allowed_origins=origins,
+                resources=resources,
             )
         except KeywardError as exc:
             fields = exc.extra.get("fields") or {}
             detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()) or exc.message
             raise CommandError(detail, returncode=2) from None
+        again = (
+            "Its key page can show it again."
+            if key.is_publishable
+            else "The token below is shown only once."
+        )
         self.stderr.write(
             f"Created {key.prefix} ({key.name}) with scopes {', '.join(key.scopes) or 'none'}. "
-            "The token below is shown only once."
+            + again
         )
         self.stdout.write(token)

@@ -21,12 +21,14 @@ class Command(BaseCommand):
             raise CommandError(f"No organisation with slug '{org}'.", returncode=1)
         now = timezone.now()
         keys = APIKey.objects.filter(organization=organization).select_related("owner")
-        rows = [("KEY", "NAME", "STATUS", "SCOPES", "OWNER", "LAST USED")]
+        rows = [("KEY", "NAME", "KIND", "ENVIRONMENT", "STATUS", "SCOPES", "OWNER", "LAST USED")]
         for key in keys.order_by("-created_at", "-id"):
             rows.append(
                 (
                     key.masked,
                     key.name,
+                    key.kind,
+                    key.environment,
                     key.status_at(now),
                     ",".join(key.scopes),
                     key.owner.email if key.owner_id else "(organisation)",

@@ -27,12 +27,19 @@ class Command(BaseCommand):
             action="store_true",
             help="Revoke every key found whose secret matches and that is still active.",
         )
+        parser.add_argument(
+            "--include-publishable",
+            action="store_true",
+            help="Report publishable keys (kw_pub_…) too; they are public by design.",
+        )
 
-    def handle(self, *args, paths: list[str], revoke: bool, **options) -> None:
+    def handle(
+        self, *args, paths: list[str], revoke: bool, include_publishable: bool, **options
+    ) -> None:
         missing = [path for path in paths if not Path(path).exists()]
         if missing:
             raise CommandError(f"No such file or directory: {', '.join(missing)}", returncode=2)
-        found = scanning.scan(paths)
+        found = scanning.scan(paths, include_publishable=include_publishable)
         for finding in found:
             self.stdout.write(str(finding))
         findings = [finding for finding in found if isinstance(finding, scanning.Finding)]
@@ -52,7 +59,7 @@ class Command(BaseCommand):
         if key is None:
             return "unknown to this deployment"
         matches, _ = tokens.check_hash(token.token, key.secret_hash)
-        if not matches or key.environment != token.environment:
+        if not matches or key.prefix != token.prefix:
             # Anyone can forge a checksum: only the real secret may get a key revoked.
             return "not revoked: the secret does not match this key"
         if key.revoked_at is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+from django.apps import apps
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -20,12 +21,14 @@ class Command(BaseCommand):
     help = "Create the demo organisation with an owner who can log in (first run only)."
 
     def handle(self, *args, **options) -> None:
-        if Organization.objects.filter(slug=DEMO_SLUG).exists():
+        existing = Organization.objects.filter(slug=DEMO_SLUG).first()
+        if existing is not None:
             self.stdout.write(
                 f"Demo organisation '{DEMO_SLUG}' exists; log in as {DEMO_EMAIL} "
                 "with the password printed on the first run "
                 "(or set a new one: python manage.py changepassword " + DEMO_EMAIL + ")."
             )
+            self.seed_product(existing)
             return
         password = secrets.token_urlsafe(12)
         with transaction.atomic():
@@ -36,7 +39,7 @@ class Command(BaseCommand):
                 user.set_password(password)
                 user.email_verified_at = user.email_verified_at or timezone.now()
                 user.save(update_fields=["password", "email_verified_at"])
-            organization_create(
+            organization = organization_create(
                 name="Demo Company", slug=DEMO_SLUG, owner=user, actor=Actor.system("seeddemo")
             )
         bar = "=" * 64
@@ -46,3 +49,14 @@ class Command(BaseCommand):
             f"  email:    {DEMO_EMAIL}\n  password: {password}\n"
             f"This password is printed only this once.\n{bar}"
         )
+        self.seed_product(organization)
+
+    def seed_product(self, organization: Organization) -> None:
+        """Give the demo organisation the demo product's bots, when that app is installed."""
+        if not apps.is_installed("demo"):
+            return
+        from demo.services import bots_seed_demo
+
+        bots = bots_seed_demo(organization=organization)
+        listed = ", ".join(f"{bot.id} ({bot.name})" for bot in bots)
+        self.stdout.write(f"Demo bots: {listed}.")

@@ -52,8 +52,28 @@
     sync();
   }
 
+  // A publishable key: show its origins field, and only the scopes marked public.
+  function setUpKeyKind() {
+    var radios = document.querySelectorAll("input[name='key_kind']");
+    var origins = document.querySelector("[data-origins]");
+    if (!radios.length || !origins) return;
+    function sync() {
+      var chosen = document.querySelector("input[name='key_kind']:checked");
+      var publishable = chosen && chosen.value === "publishable";
+      origins.hidden = !publishable && !origins.classList.contains("field-invalid");
+      document.querySelectorAll("#scopes label.choice").forEach(function (label) {
+        var hide = publishable && !label.hasAttribute("data-public-scope");
+        label.hidden = hide;
+        if (hide) label.querySelector("input").checked = false;
+      });
+    }
+    radios.forEach(function (radio) { radio.addEventListener("change", sync); });
+    sync();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setUpCopyButtons();
     setUpExpiry();
+    setUpKeyKind();
   });
 })();
