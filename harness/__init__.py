@@ -7,7 +7,8 @@ load run all start their processes one way; it imports nothing of Keyward's.
 - `environment`: the one production-like environment, and the database names and
   Redis URLs that parallel runs can move apart;
 - `commands`: `manage.py` commands, checked;
-- `gunicorn_server`: gunicorn with the repository's gunicorn.conf.py, in its own session;
+- `servers`: gunicorn (always with the repository's gunicorn.conf.py) and runserver,
+  each in its own session;
 - `postgres`: throwaway PostgreSQL clusters, and kw_ databases on a shared server;
 - `redis_server`: throwaway Redis servers.
 
@@ -17,11 +18,11 @@ process gone, port closed); a stop that fails raises StopFailed.
 
 from harness.base import ROOT, HarnessError, StartFailed, StopFailed, wait_until
 from harness.commands import CommandFailed, manage
-from harness.environment import database_name, production_env, redis_url
-from harness.gunicorn_server import Answer, Gunicorn
+from harness.environment import bench_env, database_name, database_url, production_env, redis_url
 from harness.ports import NoFreePort, Port, reserve_port
 from harness.postgres import ThrowawayPostgres, postgres_bin
 from harness.redis_server import ThrowawayRedis, redis_server
+from harness.servers import Answer, Gunicorn, HttpServer, Runserver
 
 __all__ = [
     "ROOT",
@@ -29,13 +30,17 @@ __all__ = [
     "CommandFailed",
     "Gunicorn",
     "HarnessError",
+    "HttpServer",
     "NoFreePort",
     "Port",
+    "Runserver",
     "StartFailed",
     "StopFailed",
     "ThrowawayPostgres",
     "ThrowawayRedis",
+    "bench_env",
     "database_name",
+    "database_url",
     "manage",
     "postgres_bin",
     "production_env",

@@ -12,6 +12,7 @@ so that parallel runs on one machine keep apart (defaults unchanged):
 
     KEYWARD_DATABASE_PREFIX=kw_alice   → kw_alice_bench, kw_alice_scale, kw_alice_mp, …
     KEYWARD_BENCH_REDIS_URL, KEYWARD_MULTIPROCESS_REDIS_URL, KEYWARD_LOAD_REDIS_URL
+    KEYWARD_PG_ADMIN_URL               → the PostgreSQL server those databases live on
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from harness.base import ROOT, HarnessError
 INHERITED = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM"}
 INHERITED_PREFIXES = ("LC_",)
 
+ADMIN_URL_VARIABLE = "KEYWARD_PG_ADMIN_URL"
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE_PREFIX_VARIABLE = "KEYWARD_DATABASE_PREFIX"
 DEFAULT_DATABASE_PREFIX = "kw"
 # purpose → (variable, default): the Redis databases of benchmarks and server tests.
@@ -102,3 +105,44 @@ def redis_url(purpose: str) -> str:
     """Return the Redis URL used for `purpose` (bench, multiprocess, load)."""
     variable, default = REDIS_URLS[purpose]
     return os.environ.get(variable) or default
+
+
+def admin_url() -> str:
+    """Return the maintenance database URL of the server the benchmarks' databases live on.
+
+    KEYWARD_PG_ADMIN_URL, else BENCH_PG_ADMIN_URL (its older name), else the local
+    server's `postgres` database.
+    """
+    return (
+        os.environ.get(ADMIN_URL_VARIABLE)
+        or os.environ.get("BENCH_PG_ADMIN_URL")
+        or DEFAULT_ADMIN_URL
+    )
+
+
+def database_url(name: str, server_url: str | None = None) -> str:
+    """Return the DATABASE_URL of database `name` on the server of `server_url` (or admin_url)."""
+    base = (server_url or admin_url()).rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgres://', 1)}/{name}"
+
+
+def bench_env(
+    database: str, redis: str, *, server_url: str | None = None, **overrides: str
+) -> dict[str, str]:
+    """Return the environment of a benchmark process on database `database` and Redis `redis`.
+
+    Production settings plus the bench views and peers (bench.settings), with that
+    module's fixed secrets rather than fresh ones: a fill hashed by one run must
+    verify in the next. BENCH_PEERS=0 (no peer libraries) is passed on when set.
+    """
+    if "BENCH_PEERS" in os.environ:
+        overrides.setdefault("BENCH_PEERS", os.environ["BENCH_PEERS"])
+    # bench/scale.py measures pages in-process with Django's test client (host testserver).
+    overrides.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+    return production_env(
+        settings="bench.settings",
+        database_url=database_url(database, server_url),
+        redis_url=redis,
+        fresh_secrets=False,
+        **overrides,
+    )

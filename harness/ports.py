@@ -23,7 +23,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from harness.base import HarnessError, wait_until
+from harness.base import HarnessError
 
 PORTS_VARIABLE = "KEYWARD_HARNESS_PORTS"
 DEFAULT_PORTS = range(19000, 20000)
@@ -163,8 +163,3 @@ def reserve_port(ports: range | None = None) -> Port:
             return Port(number, lock)
         os.close(lock)
     raise NoFreePort(f"no free port in {ports.start}-{ports.stop - 1} ({PORTS_VARIABLE})")
-
-
-def wait_until_closed(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> bool:
-    """Return True once nothing answers on `host`:`port` (False if something still does)."""
-    return wait_until(lambda: not is_listening(port, host, timeout=0.5), timeout)

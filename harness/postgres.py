@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from harness.base import HarnessError, StartFailed, StopFailed, wait_until
+from harness.environment import admin_url
 from harness.ports import Port, is_listening, reserve_port
 from harness.processes import pid_alive
 
@@ -213,28 +214,6 @@ class ThrowawayPostgres:
 
 
 # --- databases on a running PostgreSQL server (the shared one, for benchmarks) -----------
-
-ADMIN_URL_VARIABLE = "KEYWARD_PG_ADMIN_URL"
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def admin_url() -> str:
-    """Return the maintenance database URL of the server benchmarks use.
-
-    KEYWARD_PG_ADMIN_URL, else BENCH_PG_ADMIN_URL (its older name), else the local
-    server's `postgres` database.
-    """
-    return (
-        os.environ.get(ADMIN_URL_VARIABLE)
-        or os.environ.get("BENCH_PG_ADMIN_URL")
-        or DEFAULT_ADMIN_URL
-    )
-
-
-def database_url(name: str, server_url: str | None = None) -> str:
-    """Return the DATABASE_URL of database `name` on the server of `server_url`."""
-    base = (server_url or admin_url()).rsplit("/", 1)[0]
-    return f"{base.replace('postgresql://', 'postgres://', 1)}/{name}"
 
 
 def _refuse_foreign(name: str) -> None:

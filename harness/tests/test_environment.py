@@ -56,8 +56,13 @@ def test_production_settings_load_in_that_environment(tmp_path):
 
 
 def test_database_names_and_redis_urls_default_as_before_and_move_by_environment(monkeypatch):
-    monkeypatch.delenv("KEYWARD_DATABASE_PREFIX", raising=False)
-    monkeypatch.delenv("KEYWARD_BENCH_REDIS_URL", raising=False)
+    for purpose in (
+        "DATABASE_PREFIX",
+        "BENCH_REDIS_URL",
+        "MULTIPROCESS_REDIS_URL",
+        "LOAD_REDIS_URL",
+    ):
+        monkeypatch.delenv(f"KEYWARD_{purpose}", raising=False)
     assert database_name("bench") == "kw_bench"
     assert redis_url("bench") == "redis://127.0.0.1:6379/11"
     assert redis_url("multiprocess") == "redis://127.0.0.1:6379/12"
