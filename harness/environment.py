@@ -54,15 +54,17 @@ def production_env(
     database_url: str | None = None,
     redis_url: str | None = None,
     fresh_secrets: bool = True,
+    plain_http: bool = True,
     **overrides: str,
 ) -> dict[str, str]:
     """Return the environment of a production-like Keyward process.
 
     DEBUG off, new random SECRET_KEY and KEYWARD_PEPPER (unless `fresh_secrets`
     is false: then the settings module's own, as bench.settings has), hosts
-    127.0.0.1 and localhost over plain HTTP. `database_url` and `redis_url` are
-    the process's DATABASE_URL and REDIS_URL; without them the settings' defaults
-    apply (SQLite, the local-memory cache). `overrides` come last.
+    127.0.0.1 and localhost over plain HTTP (unless `plain_http` is false: then
+    production's own HTTPS redirect and secure cookies). `database_url` and
+    `redis_url` are the process's DATABASE_URL and REDIS_URL; without them the
+    settings' defaults apply (SQLite, the local-memory cache). `overrides` come last.
     """
     env = base_env()
     env.update(
@@ -71,11 +73,11 @@ def production_env(
         PYTHONUNBUFFERED="1",
         DEBUG="0",
         ALLOWED_HOSTS="127.0.0.1,localhost",
-        # Loopback speaks plain HTTP: no redirect to HTTPS, cookies without Secure.
-        SECURE_SSL_REDIRECT="false",
-        SESSION_COOKIE_SECURE="false",
-        CSRF_COOKIE_SECURE="false",
     )
+    if plain_http:  # loopback: no redirect to HTTPS, cookies without Secure
+        env.update(
+            SECURE_SSL_REDIRECT="false", SESSION_COOKIE_SECURE="false", CSRF_COOKIE_SECURE="false"
+        )
     if fresh_secrets:
         env.update(SECRET_KEY=secrets.token_urlsafe(50), KEYWARD_PEPPER=secrets.token_urlsafe(48))
     if database_url is not None:

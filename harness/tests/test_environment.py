@@ -36,6 +36,12 @@ def test_each_environment_has_secrets_of_its_own():
     assert "KEYWARD_PEPPER" not in production_env(fresh_secrets=False)
 
 
+def test_plain_http_on_loopback_unless_production_as_deployed_is_asked_for():
+    relaxed = ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
+    assert {name: production_env()[name] for name in relaxed} == dict.fromkeys(relaxed, "false")
+    assert not set(relaxed) & set(production_env(plain_http=False))
+
+
 def test_urls_and_overrides_are_set_as_given():
     env = production_env(
         settings="bench.settings",
