@@ -5,7 +5,8 @@ expression and the CRC-32 checksum) and compute one HMAC-SHA256 to compare
 with the stored hash. Everything above it is the price of the code path:
 the shared generation read (one Redis round trip), the cached-state copy,
 the state checks. Runs against PostgreSQL (kw_bench, recreated) and Redis
-(redis://127.0.0.1:6379/11), the production configuration.
+(redis://127.0.0.1:6379/11; both can be moved, docs/harness.md), the production
+configuration.
 
 Each figure is the best of several repeats of many calls (wall clock, like
 timeit), so that other load on the machine inflates it as little as possible.
@@ -21,10 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.db import bench_env, manage, recreate_database
+from harness import bench_env, database_name, manage, redis_url
+from harness.postgres import recreate_database
 
-DATABASE = "kw_bench"
-REDIS_URL = "redis://127.0.0.1:6379/11"
+DATABASE = database_name("bench")
+REDIS_URL = redis_url("bench")
 
 
 def best_of(fn, calls: int, repeats: int) -> float:

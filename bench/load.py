@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -50,16 +49,20 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from apikeys.tests.servers import (  # noqa: E402
-    ServerFailed,
-    free_port,
-    gunicorn_command,
-    start_server,
+from harness import (  # noqa: E402
+    Gunicorn,
+    StartFailed,
+    database_name,
+    database_url,
+    production_env,
+    redis_url,
 )
+from harness.postgres import ensure_database  # noqa: E402
 
-PORTS = range(18800, 18900)
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/kw_load"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+# kw_load and Redis database 15, unless KEYWARD_DATABASE_PREFIX / KEYWARD_LOAD_REDIS_URL
+# move them (docs/harness.md).
+DEFAULT_DATABASE_URL = database_url(database_name("load"))
+DEFAULT_REDIS_URL = redis_url("load")
 # The last seconds send only GET /healthz without a key, so that every request usage counts
 # is answered before wrk stops (checked: requests built == answered, per class).
 DRAIN_SECONDS = 3
@@ -127,37 +130,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def server_environment(args: argparse.Namespace, prefix: str) -> dict[str, str]:
     """Return production settings for loopback, with this run's secrets and cache prefix."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CACHE_URL", "DJANGO_SETTINGS_MODULE")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        KEYWARD_PEPPER=secrets.token_urlsafe(48),
+    return production_env(
+        database_url=args.database_url,
+        redis_url=args.redis_url,
         ALLOWED_HOSTS="127.0.0.1",
-        SECURE_SSL_REDIRECT="false",
-        DATABASE_URL=args.database_url,
         # Two connections cover a sync worker (its request and its usage flusher).
         DATABASE_POOL_MIN="1",
         DATABASE_POOL_MAX="4",
-        REDIS_URL=args.redis_url,
         CACHE_KEY_PREFIX=prefix,
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("KEYWARD_USAGE_FLUSH_SECONDS", None)  # the product's default: every 2 s
-    return env
-
-
-def ensure_database(url: str) -> None:
-    """Create the run's database if it does not exist (on the server the URL names)."""
-    import psycopg
-    from psycopg import sql
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    name = conninfo_to_dict(url)["dbname"]
-    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    )  # and the product's usage flush: every 2 s
 
 
 def prepare(run_id: str) -> tuple[list[Entry], dict[str, str], str, str]:
@@ -240,10 +221,10 @@ def revoke_later(server, revocation: Revocation, token: str, at: float) -> threa
         time.sleep(max(0.0, at - time.monotonic()))
         revocation.sent_ms = now_ms()
         try:
-            status, _, _ = server.request(
+            answer = server.request(
                 "POST", f"/api/v1/keys/{revocation.key_id}/revoke", token, timeout=30
             )
-            revocation.status = status
+            revocation.status = answer.status
         except Exception as error:  # reported as a failure, never raised from the thread
             revocation.error = repr(error)
         revocation.returned_ms = now_ms()
@@ -519,16 +500,10 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0, interactive=False)
         entries, names, control, victim = prepare(run_id)
         connections.close_all()
-        port = free_port(PORTS)
         workers = max(1, args.workers)
         try:
-            server = start_server(
-                gunicorn_command(port, workers=workers, graceful_timeout=30),
-                port=port,
-                env=env,
-                log=workdir / "gunicorn.log",
-            )
-        except ServerFailed as failure:
+            server = Gunicorn(env, workers=workers, graceful_timeout=30).start()
+        except StartFailed as failure:
             print(failure, file=sys.stderr)
             return 1
         plan = workdir / "plan"
@@ -536,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         write_plan(plan, entries, start_ms + (args.duration - DRAIN_SECONDS) * 1000)
         revocation = Revocation(key_id=victim)
         started = time.monotonic()
-        wrk = run_wrk(f"http://127.0.0.1:{port}/", args, plan)
+        wrk = run_wrk(f"{server.url}/", args, plan)
         halfway = (args.duration - DRAIN_SECONDS) / 2
         revoker = revoke_later(server, revocation, control, started + halfway)
         output, _ = wrk.communicate(timeout=args.duration + 60)
@@ -546,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         results = parse_wrk(output)
         results.start_ms = start_ms
-        gunicorn_status = server.stop(timeout=60)
+        gunicorn_status = server.stop(timeout=60, check=False)  # a bad status fails the run
         expected = Counter({key_id: results.counted[key_id] for key_id in names})
         control_id = next(key_id for key_id, cls in names.items() if cls == "control")
         expected[control_id] += 1  # the revoke this script sent
@@ -561,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
             usage=dict(APIKey.objects.filter(pk__in=names).values_list("pk", "usage_count")),
             pending=sum(int(v) for v in redis.hvals(cache.make_and_validate_key(PENDING_KEY))),
             gunicorn_status=gunicorn_status,
-            log_text=server.log.read_text(errors="replace"),
+            log_text=server.output(),
             tokens=[e.token for e in entries if e.token] + [control],
         )
         report(outcome, args, workers)

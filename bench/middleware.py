@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
@@ -13,6 +16,17 @@ WRITES = ("INSERT", "UPDATE", "DELETE")
 
 # path → [requests, queries, writes], for this process; written out when the worker exits.
 totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+
+
+def write_totals() -> None:
+    """Write this process's counters where bench/run.py collects them (BENCH_STATS_DIR).
+
+    Runs at interpreter exit: a gunicorn worker stopped gracefully leaves through
+    sys.exit, after gunicorn.conf.py's worker_exit hook.
+    """
+    directory = os.environ.get("BENCH_STATS_DIR")
+    if directory and totals:
+        Path(directory, f"{os.getpid()}.json").write_text(json.dumps(dict(totals)))
 
 
 class _Counter:
@@ -37,6 +51,8 @@ class BenchMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.pid = str(os.getpid())
+        atexit.unregister(write_totals)  # once per process, however many handlers load
+        atexit.register(write_totals)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         counter = _Counter()

@@ -1,7 +1,8 @@
 """Throughput of one trivial DRF view behind each guard, side by side: `make bench`.
 
 Starts gunicorn (one sync worker per core) against PostgreSQL (database
-kw_bench, recreated) with Redis as the cache (redis://127.0.0.1:6379/11), and
+kw_bench, recreated) with Redis as the cache (redis://127.0.0.1:6379/11; both
+can be moved, docs/harness.md), and
 a second gunicorn without a pool and with CONN_MAX_AGE=0 (a fresh database
 connection for every request that queries). Then wrk (8 connections, loopback
 only) loads each guard in turn, round after round, so that drift hits every
@@ -32,10 +33,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.db import Server, bench_env, free_port, manage, recreate_database
+from harness import Gunicorn, bench_env, database_name, manage, redis_url
+from harness.environment import admin_url
+from harness.postgres import recreate_database
 
-DATABASE = "kw_bench"
-REDIS_URL = "redis://127.0.0.1:6379/11"
+DATABASE = database_name("bench")
+REDIS_URL = redis_url("bench")
+# gunicorn.conf.py as for any server; quieter, and keep-alive for wrk's connections.
+GUNICORN_ARGS = ["--log-level", "warning", "--keep-alive", "5"]
 
 
 @dataclass
@@ -120,20 +125,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 def _backend_pids() -> list[int]:
     """Return the pids of the PostgreSQL backends connected to the bench database."""
     import psycopg
 
-    from bench.db import PG_ADMIN_URL
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s", [DATABASE]
         ).fetchall()
@@ -156,11 +152,11 @@ class CpuMeter:
     too briefly to be read, so that column is left empty for those rows.
     """
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Gunicorn) -> None:
         self.server = server
 
     def snapshot(self) -> tuple[float, float, float]:
-        workers = sum(_cpu_seconds(pid) for pid in _children(self.server.process.pid))
+        workers = sum(_cpu_seconds(pid) for pid in self.server.worker_pids())
         backends = sum(_cpu_seconds(pid) for pid in _backend_pids())
         return workers, backends, _redis_cpu()
 
@@ -257,25 +253,23 @@ def main() -> int:
     seed = json.loads(manage(env, "benchseed"))
 
     stats_root = Path(tempfile.mkdtemp(prefix="kw-bench-"))
-    servers: dict[str, Server] = {}
+    servers: dict[str, Gunicorn] = {}
     try:
-        used: set[int] = set()
         for name, extra in (("pooled", {}), ("fresh", {"DATABASE_POOL": "0", "CONN_MAX_AGE": "0"})):
             if name == "fresh" and args.no_fresh:
                 continue
             (stats_root / name).mkdir()
-            port = free_port(exclude=used)
-            used.add(port)
             server_env = {**env, "BENCH_STATS_DIR": str(stats_root / name), **extra}
-            servers[name] = Server(server_env, port, args.workers)
-        for server in servers.values():
-            server.wait_ready()
+            servers[name] = Gunicorn(
+                server_env, workers=args.workers, graceful_timeout=10, extra_args=GUNICORN_ARGS
+            )
+            servers[name].start()
 
         def load(guard: Guard, seconds: float) -> dict:
             header = None
             if guard.credential:
                 header = f"Authorization: {guard.scheme} {_credential(seed, guard.credential)}"
-            url = servers[guard.server].base + guard.path
+            url = servers[guard.server].url + guard.path
             meter = CpuMeter(servers[guard.server])
             before = meter.snapshot()
             figures = run_wrk(url, header, seconds, args.connections, min(2, args.connections))
@@ -296,7 +290,7 @@ def main() -> int:
             print(f"  round {round_number + 1}/{args.rounds} done", flush=True)
     finally:
         for server in servers.values():
-            server.stop()
+            server.stop()  # workers write their counters as they exit; checked
     counters = {name: collect_counters(stats_root / name) for name in servers}
     shutil.rmtree(stats_root, ignore_errors=True)
 

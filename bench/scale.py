@@ -35,9 +35,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.db import PG_ADMIN_URL, bench_env, database_url, manage, recreate_database
+from harness import bench_env, database_name, database_url, manage, redis_url
+from harness.environment import admin_url
+from harness.postgres import recreate_database
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = redis_url("bench")
+# kw_scale and kw_scale_small, unless KEYWARD_DATABASE_PREFIX moves them (docs/harness.md).
+BIG, SMALL = database_name("scale"), database_name("scale_small")
 SEED = 20261123
 KNOWN = 500  # keys with real tokens, measured in both databases
 BIG_SHARE = 0.10
@@ -67,7 +71,7 @@ def _marker(keys: int, orgs: int, events: int) -> str:
 def _current_marker(database: str) -> str | None:
     import psycopg
 
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
         row = conn.execute(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
             [database],
@@ -217,7 +221,7 @@ def fill(database: str, keys: int, orgs: int, events: int) -> None:
         conn.commit()
     with psycopg.connect(database_url(database), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
         conn.execute(f"COMMENT ON DATABASE \"{database}\" IS '{_marker(keys, orgs, events)}'")
     print(f"  {database}: filled in {time.monotonic() - started:.0f} s", flush=True)
 
@@ -365,14 +369,14 @@ def main() -> int:
         print(json.dumps(measure(args.measure, args.passes)))
         return 0
 
-    os.environ.update(bench_env("kw_scale", REDIS_URL))
+    os.environ.update(bench_env(BIG, REDIS_URL))
     import django
 
     django.setup()  # tokens.hash_token needs the bench pepper
     started = time.monotonic()
     plans = {
-        "kw_scale": (args.keys, args.orgs, args.events),
-        "kw_scale_small": (args.small_keys, 10, args.small_keys),
+        BIG: (args.keys, args.orgs, args.events),
+        SMALL: (args.small_keys, 10, args.small_keys),
     }
     for database, (keys, orgs, events) in plans.items():
         if args.refill or _current_marker(database) != _marker(keys, orgs, events):
@@ -389,7 +393,7 @@ def main() -> int:
     def best(database: str, field: str) -> float:
         return min(r[field] for r in results[database])
 
-    big, small = "kw_scale", "kw_scale_small"
+    big, small = BIG, SMALL
     print()
     print(
         f"Authentication per call, {args.keys:,} keys vs {args.small_keys:,} keys (target ≤ 1.2×)"

@@ -13,10 +13,10 @@ import sys
 
 import pytest
 from django.db import connection
-from psycopg import sql
 
-from apikeys.tests.servers import BASE_DIR
 from conftest import on_postgres
+from harness import ROOT, database_name
+from harness.postgres import drop_database
 
 pytestmark = pytest.mark.server
 
@@ -40,17 +40,12 @@ def wrk() -> str:
 @pytest.fixture
 def load_database_url():
     """Return the URL of a database for the run, next to the test database; drop it after."""
-    import psycopg
-
     db = connection.settings_dict
-    name = f"kw_load_test_{os.getpid()}"
+    name = f"{database_name('load_test')}_{os.getpid()}"
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     server = f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
     yield f"{server}/{name}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    drop_database(name, f"{server}/postgres")
 
 
 def test_an_8_second_load_run_has_no_5xx_no_wrong_answer_and_loses_no_count(
@@ -67,7 +62,7 @@ def test_an_8_second_load_run_has_no_5xx_no_wrong_answer_and_loses_no_count(
             "--redis-url",
             redis_url,
         ],
-        cwd=BASE_DIR,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,

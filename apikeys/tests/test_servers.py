@@ -1,31 +1,23 @@
 """Real server processes: a rate limit shared through Redis, and the flush at shutdown.
 
-Servers listen on 127.0.0.1 ports 18500-18599 and are always stopped, whatever
-the test's outcome. They need a database other processes can open, so these
-tests run on PostgreSQL only.
+Servers listen on 127.0.0.1, on ports the harness reserves, and are always
+stopped, whatever the test's outcome. They need a database other processes can
+open, so these tests run on PostgreSQL only.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from apikeys.models import APIKey
-from apikeys.tests.servers import (
-    ServerFailed,
-    free_port,
-    gunicorn_command,
-    runserver_command,
-    start_server,
-)
 from conftest import on_postgres
+from harness import Gunicorn, Runserver, StartFailed, production_env
 
 pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
-
-PORTS = range(18500, 18600)
 
 
 @pytest.fixture(autouse=True)
@@ -41,24 +33,25 @@ def database_url() -> str:
 
 
 @pytest.fixture
-def servers(tmp_path):
-    """Return a function starting a server process; every one is killed at the end."""
+def servers():
+    """Return a function starting a server process on the test database; all stop at the end."""
     started = []
 
     def start(kind: str, **env_overrides: str):
-        port = free_port(PORTS)
-        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CACHE_URL")}
-        env.update(
-            DJANGO_SETTINGS_MODULE="config.settings_test",
-            DATABASE_URL=database_url(),
+        # The test settings and their secrets: the servers must verify the keys this
+        # process creates. No shared cache unless a test passes one.
+        env = production_env(
+            settings="config.settings_test",
+            database_url=database_url(),
+            SECRET_KEY=settings.SECRET_KEY,
+            KEYWARD_PEPPER=settings.KEYWARD_PEPPER,
             DATABASE_POOL_MIN="1",
-            PYTHONUNBUFFERED="1",
             **env_overrides,
         )
-        command = gunicorn_command(port) if kind == "gunicorn" else runserver_command(port)
+        server = Gunicorn(env) if kind == "gunicorn" else Runserver(env)
         try:
-            server = start_server(command, port=port, env=env, log=tmp_path / f"{kind}-{port}.log")
-        except ServerFailed as failure:
+            server.start()
+        except StartFailed as failure:
             pytest.fail(str(failure))
         started.append(server)
         return server
@@ -85,11 +78,11 @@ def test_a_5_per_minute_key_is_refused_its_sixth_request_across_two_processes(
     two = servers("gunicorn", KEYWARD_USAGE_FLUSH_SECONDS="1", **shared)
     away_from_a_minute_boundary()
     answers = [(one if i % 2 == 0 else two).get("/api/v1/whoami", token) for i in range(6)]
-    assert [status for status, _, _ in answers] == [200] * 5 + [429]
-    assert [h["RateLimit-Remaining"] for _, h, _ in answers] == ["4", "3", "2", "1", "0", "0"]
-    status, headers, body = answers[-1]
-    assert body["error"]["code"] == "rate_limited"
-    assert 1 <= int(headers["Retry-After"]) <= 60
+    assert [answer.status for answer in answers] == [200] * 5 + [429]
+    remaining = [answer.headers["RateLimit-Remaining"] for answer in answers]
+    assert remaining == ["4", "3", "2", "1", "0", "0"]
+    assert answers[-1].json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
     one.stop()
     two.stop()
     assert APIKey.objects.get(pk=key.pk).usage_count == 6
@@ -99,8 +92,8 @@ def test_a_5_per_minute_key_is_refused_its_sixth_request_across_two_processes(
 def test_a_graceful_shutdown_writes_the_usage_gathered_in_the_process(servers, org, make_key, kind):
     key, token = make_key(org)
     server = servers(kind, KEYWARD_USAGE_FLUSH_SECONDS="3600")
-    assert [server.get("/api/v1/whoami", token)[0] for _ in range(7)] == [200] * 7
+    assert [server.get("/api/v1/whoami", token).status for _ in range(7)] == [200] * 7
     time.sleep(0.5)
     assert APIKey.objects.get(pk=key.pk).usage_count == 0  # nothing written yet
-    server.stop()
-    assert APIKey.objects.get(pk=key.pk).usage_count == 7, server.log.read_text()
+    server.stop()  # checked: a clean exit status
+    assert APIKey.objects.get(pk=key.pk).usage_count == 7, server.output()

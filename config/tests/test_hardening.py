@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -13,38 +11,20 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from harness import production_env as harness_production_env
+
 BASE_DIR = Path(settings.BASE_DIR)
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
-# Set by config.settings_test for the test process; production must not inherit them.
-TEST_ONLY = {
-    "SECRET_KEY",
-    "KEYWARD_PEPPER",
-    "ALLOWED_HOSTS",
-    "SECURE_SSL_REDIRECT",
-    "SESSION_COOKIE_SECURE",
-    "CSRF_COOKIE_SECURE",
-    "DEBUG",
-    "DJANGO_SETTINGS_MODULE",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CACHE_URL",
-}
 
 
 def production_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in TEST_ONLY}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DEBUG="0",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        KEYWARD_PEPPER=secrets.token_urlsafe(48),
-        ALLOWED_HOSTS="keyward.example.com",
+    """Return production's environment as deployed: HTTPS, secure cookies, a real host."""
+    return harness_production_env(
+        plain_http=False, **{"ALLOWED_HOSTS": "keyward.example.com", **overrides}
     )
-    env.update(overrides)
-    return env
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
