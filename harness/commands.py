@@ -9,7 +9,7 @@ import sys
 from harness.base import ROOT, HarnessError
 
 # A token's secret never goes into an error message: keep its public prefix only.
-TOKEN = re.compile(r"\b([a-z]{2,8}_(?:live|test)_[0-9A-Za-z]{12})_[0-9A-Za-z]+")
+TOKEN = re.compile(r"\b([a-z]{2,8}_(?:pub_)?(?:live|test|dev)_[0-9A-Za-z]{12})_[0-9A-Za-z]+")
 
 
 class CommandFailed(HarnessError):

@@ -73,6 +73,7 @@ def production_env(
         PYTHONUNBUFFERED="1",
         DEBUG="0",
         ALLOWED_HOSTS="127.0.0.1,localhost",
+        KEYWARD_ENV_FILE="",  # never the checkout's development .env
     )
     if plain_http:  # loopback: no redirect to HTTPS, cookies without Secure
         env.update(

@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from config.tests.processes import Gunicorn, production_env
+from harness.environment import production_env
+from harness.servers import Gunicorn
 
 pytestmark = pytest.mark.server
 

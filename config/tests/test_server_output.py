@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from config.tests.processes import BASE_DIR, Gunicorn, manage, production_env
+from harness.base import ROOT as BASE_DIR
+from harness.commands import manage
+from harness.environment import production_env
+from harness.servers import Gunicorn
 
 pytestmark = pytest.mark.server
 

@@ -21,7 +21,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from config.tests.processes import BASE_DIR, Answer, manage, production_env, wait_until
+from harness.base import ROOT as BASE_DIR
+from harness.base import wait_until
+from harness.commands import manage
+from harness.environment import production_env
+from harness.servers import Answer
 
 pytestmark = pytest.mark.server
 
