@@ -32,7 +32,7 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE_PREFIX_VARIABLE = "KEYWARD_DATABASE_PREFIX"
 DEFAULT_DATABASE_PREFIX = "kw"
 # purpose → (variable, default): the Redis databases of benchmarks and server tests.
-REDIS_URLS = {
+REDIS_URL_VARIABLES = {
     "bench": ("KEYWARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
     "multiprocess": ("KEYWARD_MULTIPROCESS_REDIS_URL", "redis://127.0.0.1:6379/12"),
     "load": ("KEYWARD_LOAD_REDIS_URL", "redis://127.0.0.1:6379/15"),
@@ -106,7 +106,7 @@ def database_name(purpose: str) -> str:
 
 def redis_url(purpose: str) -> str:
     """Return the Redis URL used for `purpose` (bench, multiprocess, load)."""
-    variable, default = REDIS_URLS[purpose]
+    variable, default = REDIS_URL_VARIABLES[purpose]
     return os.environ.get(variable) or default
 
 

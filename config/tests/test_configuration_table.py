@@ -65,9 +65,31 @@ def _name(node: ast.AST | None) -> str | None:
     return None
 
 
+def _named_variables(tree: ast.AST) -> set[str]:
+    """Return the names a module keeps in constants for reading later.
+
+    `PORTS_VARIABLE = "X"` (a module-level `*_VARIABLE`), and the names in a
+    module-level `*_VARIABLES` mapping or sequence of names or (name, default)
+    pairs: the harness reads its variables through such constants.
+    """
+    found: set[str] = set()
+    for node in getattr(tree, "body", []):
+        if not isinstance(node, ast.Assign | ast.AnnAssign):
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names = [t.id for t in targets if isinstance(t, ast.Name)]
+        if not any(n.endswith(("_VARIABLE", "_VARIABLES")) for n in names) or node.value is None:
+            continue
+        for inner in ast.walk(node.value):
+            name = _name(inner)
+            if name:
+                found.add(name)
+    return found
+
+
 def names_read(tree: ast.AST) -> set[str]:
     """Return the variables a module reads: env.*("X"), env("X"), os.environ…, os.getenv."""
-    found: set[str] = set()
+    found: set[str] = _named_variables(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and node.args:
             func, name = node.func, _name(node.args[0])
