@@ -101,6 +101,17 @@ register_notice_kind(
 )
 register_notice_kind(
     NoticeKind(
+        name="api_key.leaked",
+        subject=lambda c: (
+            f"Your API key {_key_label(c)} was found in public"
+            + (" and has been revoked" if c.get("revoked") else ": rotate it now")
+        ),
+        template="key_leaked",
+        recipients=key_people,
+    )
+)
+register_notice_kind(
+    NoticeKind(
         name="security.invalid_key_spike",
         subject=lambda c: (
             f"{c['refusals']} refused attempts on {c['organization_name']}'s API keys"

@@ -23,10 +23,12 @@ from django.utils.crypto import get_random_string
 
 from apikeys.models import APIKey
 from apikeys.payloads import iso, key_payload
+from apikeys.selectors import key_activity_summary
 from audit.models import AuditEvent
 from events.catalog import AUDITED_EVENT_TYPES, EVENT_TYPES
 from events.models import Event, WebhookEndpoint
-from orgs.models import Organization
+from events.notices import notice_create
+from orgs.models import LeakResponse, Organization
 
 logger = logging.getLogger("keyward.events")
 
@@ -128,6 +130,38 @@ def _member_data(event: AuditEvent, target: Any) -> dict[str, Any]:
     }
 
 
+def leak_notice(event: AuditEvent, data: dict[str, Any]) -> None:
+    """Record the email that tells the key's people it leaked, with who has used it since.
+
+    Keyward cannot know when a key was exposed, so the list is every address in the
+    key's activity (30 days, trailing real time by the usage flush interval).
+    """
+    organization = Organization.objects.get(pk=event.organization_id)
+    key_id = data["key"]["id"]
+    addresses = [
+        {
+            "address": row["address"],
+            "total": row["total"],
+            "first_seen": row["first_hour"].strftime("%Y-%m-%d %H:00 UTC"),
+            "last_seen": row["last_hour"].strftime("%Y-%m-%d %H:00 UTC"),
+        }
+        for row in key_activity_summary(key=APIKey(pk=key_id))["addresses"]
+    ]
+    notice_create(
+        organization=organization,
+        kind="api_key.leaked",
+        subject=key_id,
+        slot="leak",
+        context={
+            "key": data["key"],
+            "leak": data["leak"],
+            "revoked": organization.leak_response == LeakResponse.REVOKE,
+            "addresses": addresses,
+            "key_path": f"/orgs/{organization.slug}/settings/api-keys/{key_id}/",
+        },
+    )
+
+
 def on_audit_event(event: AuditEvent, *, target: Any = None, actor: Any = None) -> None:
     """Write the webhook event of an audited change, in the change's own transaction."""
     if event.action not in AUDITED_EVENT_TYPES:
@@ -136,7 +170,8 @@ def on_audit_event(event: AuditEvent, *, target: Any = None, actor: Any = None) 
     if event.action.startswith("api_key."):
         data, key_id = _key_data(event, target)
         if event.action == "api_key.leaked":
-            data["leak"] = event.changes
+            data["leak"] = {name: change.get("after") for name, change in event.changes.items()}
+            leak_notice(event, data)
     else:
         data = _member_data(event, target)
     organization = Organization(pk=event.organization_id)
