@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format check-deploy clean bench bench-scale bench-floor bench-all
+.PHONY: run test lint format check-deploy clean bench bench-scale bench-floor bench-all bench-revoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: $(VENV)/.bench-installed
 ## bench-floor: one authenticate() call in-process against parse + checksum + one HMAC.
 bench-floor: $(VENV)/.bench-installed
 	$(BIN)/python bench/floor.py
+
+## bench-revoke: how long a revoke takes with four workers live, and with one frozen.
+bench-revoke: $(VENV)/.bench-installed
+	$(BIN)/python bench/revoke.py $(REVOKE_ARGS)
 
 ## bench-scale: 1,000,000 keys and audit events in PostgreSQL; lookups and first pages.
 bench-scale: $(VENV)/.bench-installed

@@ -16,7 +16,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from apikeys import tokens
 from apikeys.abuse import InvalidKeyGuard
-from apikeys.cache import read_generation, verified_keys
+from apikeys.cache import verified_keys
 from apikeys.models import APIKey, Status
 from apikeys.request_state import request_state
 from apikeys.roundtrip import USAGE, SharedRoundTrip, claim, settle
@@ -196,32 +196,23 @@ class APIKeyAuthentication(BaseAuthentication):
         return user, key
 
     def _state(self, request, key_id: str, now: datetime) -> KeyState | None:
-        """Return the key's state from this process's cache when still valid, else the database.
+        """Return the key's state from this process's cache when it may trust it, else the database.
 
-        A usable key cached here costs one shared-cache round trip, which also
-        counts the request ahead (apikeys/roundtrip.py); a key cached as refused
+        A usable key answered from the cache counts the request ahead in one
+        shared-cache round trip (apikeys/roundtrip.py); a key cached as refused
         counts nothing ahead, so that its requests are not counted and given back.
         """
-        organization_id = self.cache.organization_of(key_id)
-        if organization_id is None:
-            state = _load_state(key_id)
-            if state is not None:
-                self.cache.remember_organization(key_id, state.key.organization_id)
-            return state
-        planned = self.cache.peek(key_id)
-        if planned is None or not _usable(planned, now):
-            generation = read_generation(organization_id)
-        else:
-            generation = self.round_trip.read_generation(
-                request, organization_id, planned.key, self.usage
-            )
-        cached = self.cache.get(key_id, generation)
+        cached = self.cache.get(key_id)
         if cached is not None:
+            if _usable(cached, now):
+                self.round_trip.count_ahead(request, cached.key, self.usage)
             return _request_copy(cached)
+        ticket = self.cache.ticket()
         state = _load_state(key_id)
-        if state is not None:
-            self.cache.put(key_id, generation, state)
-            state = _request_copy(state)
+        if state is None:
+            return None
+        if self.cache.put(key_id, state.key.organization_id, ticket, state):
+            return _request_copy(state)
         return state
 
     def _reject(self, request, error: KeywardError):

@@ -1,26 +1,29 @@
 """The one shared-cache round trip of a warm authenticated request.
 
-A request whose key this process has verified before needs the organisation's
-generation (apikeys/cache.py) and, if the key is still good, adds to its usage
-count, its rate-limit window and its organisation's daily quota. With Redis
-these are one pipeline on the generations' connection, planned from the cached
-state before the generation says whether that state still holds. What was
+A request whose key this process holds verified (apikeys/cache.py) adds, if
+the key is still good, to its usage count, its rate-limit window and its
+organisation's daily quota. With Redis these are one pipeline, planned from
+the cached state. What was
 counted waits in the request's state (apikeys/request_state.py) for the code
 that would have counted it (authentication's usage count, the throttles); a count nobody
 claims — the reloaded key was refused, its limits changed, a permission
 refused the request before its throttles ran — is given back by `settle()`,
 one more round trip on those rare paths only. With any other cache, or when
-Redis does not answer, nothing is counted here and each counts as before.
+Redis does not answer, nothing is counted here and each counts for itself.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from apikeys.cache import generation_backend, read_generation, read_generation_with, shared_commands
+from django.core.cache.backends.redis import RedisCache
+
 from apikeys.counters import backend_of, incr_commands
 from apikeys.request_state import existing_state, request_state
 
@@ -81,25 +84,68 @@ def settle(request: Any) -> None:
         state.settle()
 
 
+class _RawCommands:
+    """Send raw commands over a connection of this thread's own, on the primary server.
+
+    Django's Redis backend builds a new redis-py client (a few hundred dict
+    writes) on every call, and redis-py's command path (retries, health
+    checks, pool checkout) costs twice the round trip's own CPU; so one
+    connection per thread and process instead. Any error drops the connection
+    and propagates.
+    """
+
+    def __init__(self, backend: RedisCache) -> None:
+        self.pool = backend._cache._get_connection_pool(write=True)
+        self.local = threading.local()
+
+    def _connection(self) -> Any:
+        connection = getattr(self.local, "connection", None)
+        if connection is None or self.local.pid != os.getpid():  # never share across a fork
+            connection = self.pool.make_connection()
+            self.local.connection, self.local.pid = connection, os.getpid()
+        return connection
+
+    def __call__(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send raw commands in one write and return their replies: one round trip."""
+        connection = self._connection()
+        try:
+            connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+            return [connection.read_response() for _command in commands]
+        except BaseException:
+            self.local.connection = None
+            connection.disconnect()
+            raise
+
+
+_senders: weakref.WeakKeyDictionary[Any, _RawCommands] = weakref.WeakKeyDictionary()
+
+
+def shared_commands(backend: Any) -> _RawCommands | None:
+    """Return how to send raw commands to the cache `backend`, if it is Redis."""
+    if not isinstance(backend, RedisCache):
+        return None
+    sender = _senders.get(backend)
+    if sender is None:
+        sender = _senders[backend] = _RawCommands(backend)
+    return sender
+
+
 class SharedRoundTrip:
-    """Read the generation and count the request where it will count, in one round trip."""
+    """Count a warm request where it will count, in one round trip."""
 
-    def read_generation(self, request: Any, organization_id: int, key: Any, usage: Any) -> Any:
-        """Return the organisation's generation, as read_generation() does.
+    def count_ahead(self, request: Any, key: Any, usage: Any) -> None:
+        """Count the request with `key` (this process's cached copy) in one round trip.
 
-        `key` is this process's cached copy: what it says about the key's limits
-        decides what is counted along, and the claims check it against the state
-        the request is finally served with.
+        What its limits say decides what is counted along; the claims check it
+        against the state the request is finally served with.
         """
-        send = shared_commands()
+        backend = backend_of(usage.cache)
+        send = shared_commands(backend)
         if send is None:
-            return read_generation(organization_id)
-        backend = generation_backend()
-        planned: list[tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]] = []
-        if backend_of(usage.cache) is backend:
-            planned.append(
-                (USAGE, [usage.shared_command(key.pk)], [usage.shared_command(key.pk, -1)])
-            )
+            return
+        planned: list[tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]] = [
+            (USAGE, [usage.shared_command(key.pk)], [usage.shared_command(key.pk, -1)])
+        ]
         for throttle in self._throttles(request):
             counter = throttle.shared_counter(key)
             if counter is None or backend_of(throttle.cache) is not backend:
@@ -109,16 +155,17 @@ class SharedRoundTrip:
                 undo = incr_commands(backend, name, ttl, -1)
                 planned.append((name, incr_commands(backend, name, ttl), undo))
         commands = [command for _name, sent, _undo in planned for command in sent]
-        generation, replies = read_generation_with(organization_id, commands)
-        if replies is None:
-            return generation
+        try:
+            replies = send(commands)
+        except Exception:  # each then counts for itself, or not at all if Redis stays down
+            logger.warning("Shared cache unreachable; counting as the request goes.")
+            return
         counters = RequestCounters(send)
         position = 0
         for name, sent, undo in planned:
             counters.counted[name] = _Counted(int(replies[position]), undo)
             position += len(sent)
         request_state(request).counters = counters
-        return generation
 
     @staticmethod
     def _throttles(request: Any) -> list[Any]:

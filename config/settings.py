@@ -214,6 +214,10 @@ KEYWARD_PEPPER_FALLBACKS = env.list("KEYWARD_PEPPER_FALLBACKS", default=[])
 KEYWARD_TRUSTED_PROXIES = env.list("KEYWARD_TRUSTED_PROXIES", default=[])
 # Usage counts reach the database in batches this often (0: only at shutdown).
 KEYWARD_USAGE_FLUSH_SECONDS = env.float("KEYWARD_USAGE_FLUSH_SECONDS", default=2.0)
+# With Redis, a process trusts its cached keys only under a lease this long, renewed four
+# times per lease; a change waits at most this long for a process that stopped answering
+# (docs/architecture-invalidation.md).
+KEYWARD_LEASE_SECONDS = env.float("KEYWARD_LEASE_SECONDS", default=2.0)
 KEYWARD_SCOPES = {
     "keys:read": "List and read the organisation's API keys.",
     "keys:write": "Create, update, rotate and revoke API keys.",

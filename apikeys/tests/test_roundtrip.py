@@ -1,5 +1,6 @@
 """One shared-cache round trip per warm request, and nothing counted for a refused one."""
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -8,8 +9,6 @@ from django.core.cache.backends.redis import RedisCache
 from redis.connection import AbstractConnection
 
 from apikeys.cache import verified_keys
-from apikeys.rates import parse_rate
-from apikeys.services import api_key_revoke, api_key_update
 from apikeys.throttling import DailyQuotaThrottle, KeyRateThrottle
 from apikeys.usage import usage_counter
 from audit.actors import Actor
@@ -37,32 +36,28 @@ def _clean(monkeypatch, org):
 
 @pytest.fixture
 def round_trips(monkeypatch):
-    """Count the writes to any Redis connection (each is one round trip)."""
+    """Count this thread's writes to any Redis connection (each is one round trip).
+
+    The lease's thread talks to Redis too, on its own schedule: not the request's cost.
+    """
     sent = []
     original = AbstractConnection.send_packed_command
+    me = threading.current_thread()
 
     def spy(self, command, check_health=True):
-        sent.append(command)
+        if threading.current_thread() is me:
+            sent.append(command)
         return original(self, command, check_health)
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", spy)
     return sent
 
 
-def cached_elsewhere(key):
-    """Put back the key as a process that has not seen the change still holds it."""
-    verified_keys.put(key.pk, "an old generation", _warm[key.pk])
-
-
-_warm = {}
-
-
 def warm(client, key):
-    """Verify the key twice (the first learns its organisation, the second caches it)."""
+    """Verify the key twice: the first loads and caches it, the second is answered from there."""
     assert whoami(client).status_code == 200
     assert whoami(client).status_code == 200
-    _warm[key.pk] = verified_keys.peek(key.pk)
-    assert _warm[key.pk] is not None
+    assert verified_keys.get(key.pk) is not None
 
 
 def whoami(client):
@@ -94,33 +89,20 @@ def test_a_warm_request_makes_one_round_trip(api, org, make_key, round_trips, li
         assert response["RateLimit-Remaining"] == "2"
 
 
-def test_a_key_revoked_elsewhere_is_refused_and_counts_nothing(api, org, make_key):
+def test_a_wrong_secret_for_a_cached_key_is_refused_and_counts_nothing(api, org, make_key):
     organization_update(organization=org, actor=SYSTEM, daily_request_quota=100)
     key, token = make_key(org, rate_limit="5/min")
     client = api(token)
     warm(client, key)
-    api_key_revoke(key=key, actor=SYSTEM)
-    cached_elsewhere(key)
-    response = whoami(client)
+    from apikeys import tokens
+
+    wrong = tokens.generate(key.environment, key_id=key.pk).token  # well-formed, not its secret
+    response = api(wrong).get("/api/v1/whoami")
     assert response.status_code == 401
     assert used(key) == 2
     assert quota_used(org) == 2
     key.refresh_from_db()
     assert KeyRateThrottle().current_headers(key)["RateLimit-Remaining"] == "3"
-
-
-def test_a_changed_period_gives_back_the_old_window(api, org, make_key):
-    key, token = make_key(org, rate_limit="5/min")
-    client = api(token)
-    warm(client, key)
-    api_key_update(key=key, actor=SYSTEM, rate_limit="5/h")
-    cached_elsewhere(key)
-    response = whoami(client)  # counted ahead in the minute's window, served in the hour's
-    assert response.status_code == 200
-    assert response["RateLimit-Remaining"] == "4"
-    minute = KeyRateThrottle().counter_name(key, parse_rate("5/min"), int(NOON // 60))
-    assert int(caches["default"].get(minute) or 0) == 2
-    assert used(key) == 3
 
 
 def test_a_missing_scope_spends_neither_rate_nor_quota(api, org, make_key):
