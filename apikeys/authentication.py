@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Subquery
 from django.db.models.base import ModelState
 from django.utils import timezone
 from django.utils.http import http_date
@@ -19,8 +19,7 @@ from apikeys.abuse import InvalidKeyGuard
 from apikeys.cache import verified_keys
 from apikeys.models import APIKey, Status
 from apikeys.request_state import request_state
-from apikeys.roundtrip import USAGE, SharedRoundTrip, claim, settle
-from apikeys.usage import usage_counter
+from apikeys.usage import last_uses, usage_counter
 from config.errors import ExpiredKey, InvalidKey, IpNotAllowed, KeywardError, RateLimited
 from config.net import client_ip
 from orgs.models import Membership, Organization
@@ -101,11 +100,6 @@ def _request_copy(state: KeyState) -> KeyState:
     return KeyState(key=clone, owner_role=state.owner_role)
 
 
-def _usable(state: KeyState, now: datetime) -> bool:
-    """Return whether a key in this state would be let through (its secret and address aside)."""
-    return state.key.status_at(now) in (Status.ACTIVE, Status.SUPERSEDED) and _owner_ok(state)
-
-
 def _owner_ok(state: KeyState) -> bool:
     """Return whether the key has no owner, or an active one who is still a member."""
     key = state.key
@@ -132,7 +126,7 @@ class APIKeyAuthentication(BaseAuthentication):
     realm = "api"
     cache = verified_keys
     usage = usage_counter
-    round_trip = SharedRoundTrip()
+    last_uses = last_uses
     invalid_key_guard = InvalidKeyGuard()
 
     def authenticate(self, request) -> tuple[Any, APIKey] | None:
@@ -158,15 +152,8 @@ class APIKeyAuthentication(BaseAuthentication):
 
     def authenticate_token(self, request, parsed: tokens.ParsedToken) -> tuple[Any, APIKey]:
         """Check a well-formed token against its key and the key's state."""
-        try:
-            return self._check(request, parsed)
-        except BaseException:  # refused: what the round trip counted ahead goes back
-            settle(request)
-            raise
-
-    def _check(self, request, parsed: tokens.ParsedToken) -> tuple[Any, APIKey]:
         now = timezone.now()
-        state = self._state(request, parsed.key_id, now)
+        state = self._state(parsed.key_id)
         if state is None:
             return self._reject(request, InvalidKey())
         key = state.key
@@ -195,17 +182,13 @@ class APIKeyAuthentication(BaseAuthentication):
         user = key.owner if key.owner_id is not None else OrganizationServiceUser(key.organization)
         return user, key
 
-    def _state(self, request, key_id: str, now: datetime) -> KeyState | None:
+    def _state(self, key_id: str) -> KeyState | None:
         """Return the key's state from this process's cache when it may trust it, else the database.
 
-        A usable key answered from the cache counts the request ahead in one
-        shared-cache round trip (apikeys/roundtrip.py); a key cached as refused
-        counts nothing ahead, so that its requests are not counted and given back.
+        A warm request costs no query and no round trip (apikeys/cache.py).
         """
         cached = self.cache.get(key_id)
         if cached is not None:
-            if _usable(cached, now):
-                self.round_trip.count_ahead(request, cached.key, self.usage)
             return _request_copy(cached)
         ticket = self.cache.ticket()
         state = _load_state(key_id)
@@ -244,13 +227,14 @@ class APIKeyAuthentication(BaseAuthentication):
         self.cache.forget(key.pk)
 
     def _touch(self, request, key: APIKey, address: str | None, now: datetime) -> None:
-        """Count the request; set last_used_at on first use, then at most once a minute."""
-        if claim(request, USAGE) is None:
-            self.usage.record(key.pk)
+        """Count the request; note last_used_at on first use, then at most once a minute.
+
+        Both are gathered in this process and written in the background (apikeys/usage.py).
+        """
+        self.usage.record(key.pk)
         if key.last_used_at is not None and now - key.last_used_at < LAST_USED_REFRESH:
             return
-        stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_REFRESH)
-        APIKey.objects.filter(stale, pk=key.pk).update(last_used_at=now, last_used_ip=address)
+        self.last_uses.record(key.pk, now, address)
         key.last_used_at = now
         key.last_used_ip = address
         self.cache.note_use(key.pk, now, address)

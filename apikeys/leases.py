@@ -44,8 +44,8 @@ from django.core.cache import caches
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
-from redis._parsers import _RESP2Parser
-from redis.exceptions import NoScriptError
+
+from apikeys.counters import Script, redis_connection
 
 logger = logging.getLogger("keyward.leases")
 
@@ -163,25 +163,6 @@ def lease_seconds() -> float:
     return float(getattr(settings, "KEYWARD_LEASE_SECONDS", 2.0))
 
 
-class Script:
-    """A Lua script sent by its SHA, and in full when Redis does not know it (a restart)."""
-
-    def __init__(self, source: str) -> None:
-        import hashlib
-
-        self.source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    def __call__(self, connection: Any, keys: list[str], args: list[Any]) -> Any:
-        try:
-            connection.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
-            return connection.read_response()
-        except NoScriptError:
-            pass
-        connection.send_command("EVAL", self.source, len(keys), *keys, *args)
-        return connection.read_response()
-
-
 _acquire, _renew = Script(ACQUIRE_LUA), Script(RENEW_LUA)
 _publish, _check, _release = Script(PUBLISH_LUA), Script(CHECK_LUA), Script(RELEASE_LUA)
 _adopt = Script(ADOPT_LUA)
@@ -200,34 +181,15 @@ class Bus:
     """
 
     def __init__(self, backend: RedisCache) -> None:
-        pool = backend._cache._get_connection_pool(write=True)
-        self.connection_class = pool.connection_class
-        # The server's address and credentials, without the pool's maintenance handlers.
-        self.connection_kwargs = {
-            name: value
-            for name, value in pool.connection_kwargs.items()
-            if not name.startswith(("maint_", "orig_", "himport", "parser_class", "protocol"))
-        }
-        db = self.connection_kwargs.get("db", 0)
+        self.backend = backend
+        db = backend._cache._get_connection_pool(write=True).connection_kwargs.get("db", 0)
         self.registry = backend.make_key("keyward:leases")
         # Publish/subscribe ignores database numbers: the channel names its database.
         self.channel = f"{backend.make_key('keyward:invalidations')}@db{db}"
         self.ack_prefix = backend.make_key("keyward:ack:")
 
     def connect(self, timeout: float) -> Any:
-        connection = self.connection_class(
-            **{
-                **self.connection_kwargs,
-                "socket_timeout": timeout,
-                "socket_connect_timeout": min(timeout, 2.0),
-                "health_check_interval": 0,
-                "retry": None,
-                "protocol": 2,  # RESP2: pub/sub messages are plain replies, read in order
-                "parser_class": _RESP2Parser,
-            }
-        )
-        connection.connect()
-        return connection
+        return redis_connection(self.backend, timeout)
 
 
 def invalidation_message(organization_id: int, invalidation_id: str) -> str:

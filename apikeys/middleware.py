@@ -13,8 +13,7 @@ from apikeys.request_state import open_state
 class KeyResponseHeadersMiddleware:
     """Copy `Deprecation`, `Sunset` and `RateLimit-*` onto the response of a key's request.
 
-    It opens and closes the request's state (apikeys/request_state.py): it settles
-    what the shared-cache round trip counted ahead (apikeys/roundtrip.py).
+    It opens and closes the request's state (apikeys/request_state.py).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -23,8 +22,6 @@ class KeyResponseHeadersMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         state = open_state(request)
         response = self.get_response(request)
-        # What authentication counted ahead for throttles that never ran goes back first.
-        state.settle()
         headers = state.headers
         key = getattr(request, "auth", None)
         if isinstance(key, APIKey) and "RateLimit-Limit" not in headers:

@@ -331,3 +331,40 @@ def test_redis_restarting_keeps_revocation_and_the_workers_answering(seeded, thr
         site.refused_everywhere(other)
     finally:
         site.stop()
+
+
+@pytest.mark.django_db
+def test_a_worker_cut_off_from_redis_falls_back_to_the_database_within_the_lease(site, seeded):
+    """Silence, not an error: only its lease's clock tells the worker to stop trusting."""
+    import redis
+
+    from apikeys.tests.proxy import Proxy
+
+    manager = _manager(seeded)
+    target = redis.Redis.from_url(REDIS_URL).connection_pool.connection_kwargs
+    proxy = Proxy(target.get("host", "127.0.0.1"), target.get("port", 6379))
+    cut = Site(proxy.url(target.get("db", 0)), workers=1)
+    cut.start()
+    try:
+        key_id, token = site.new_key(manager)
+        cut.warm(token)
+        proxy.blackhole()
+        blackholed = time.monotonic()
+        answers = []
+        while time.monotonic() - blackholed < LEASE + SLACK:
+            started = time.monotonic()
+            status, _, queries, _ = cut.request("GET", "/bench/keyward", token)
+            answers.append((status, queries, time.monotonic() - started))
+            if queries > 0:
+                break
+        assert {status for status, _, _ in answers} == {200}  # never a 500, never a hang
+        assert max(took for _, _, took in answers) < 1.0
+        assert answers[-1][1] > 0  # the database answers now: it stopped trusting its cache
+        assert site.revoke(manager, key_id) <= LEASE + SLACK  # waits out its lease, no more
+        cut.refused_everywhere(token)
+        proxy.heal()
+        _, fresh = site.new_key(manager)
+        cut.warm(fresh)  # a new lease: its cache is trusted again
+    finally:
+        cut.stop()
+        proxy.close()
