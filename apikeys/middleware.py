@@ -24,7 +24,7 @@ class KeyResponseHeadersMiddleware:
         response = self.get_response(request)
         headers = state.headers
         key = getattr(request, "auth", None)
-        if isinstance(key, APIKey) and "RateLimit-Limit" not in headers:
+        if isinstance(key, APIKey) and not state.rate_checked:
             # Refused before its throttle ran (a missing scope): show the budget, uncounted.
             from apikeys.throttling import KeyRateThrottle
 

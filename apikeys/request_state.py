@@ -11,12 +11,13 @@ Keyward's is left on the request. Its lifecycle:
 2. **Authentication** sets `token_presented` once a bearer token is presented
    (well-formed or not), and adds `Deprecation` and `Sunset` to `headers` for a
    key in its grace period.
-3. **Throttles** add the `RateLimit-*` headers of a limited key.
+3. **Throttles** add the `RateLimit-*` headers of a limited key, and the rate
+   throttle notes that it ran (`rate_checked`), limit or not.
 4. **The exception handler** (config/errors.py) reads `token_presented` to
    choose the `WWW-Authenticate` challenge of a refusal.
 5. **Closed.** After the view, the middleware copies `headers` onto the
    response (with a limited key's budget, uncounted, when a refusal came before
-   its throttle ran).
+   the rate throttle ran).
 
 A state is never shared between requests, and none outlives its request.
 Counting does not live here: usage, quotas and failed-key tallies are gathered
@@ -36,6 +37,7 @@ class RequestState:
     """Keyward's state of one request: see the module docstring for who writes what, when."""
 
     token_presented: bool = False
+    rate_checked: bool = False  # the rate-limit throttle ran (its headers, if any, are in)
     headers: dict[str, str] = field(default_factory=dict)
 
     def add_headers(self, headers: dict[str, str]) -> None:

@@ -110,6 +110,8 @@ class KeyRateThrottle(BaseThrottle):
         key = request.auth
         if not isinstance(key, APIKey):
             return True
+        state = request_state(request)
+        state.rate_checked = True
         found = effective_rate(key)
         if found is None:
             return True
@@ -119,7 +121,7 @@ class KeyRateThrottle(BaseThrottle):
         except Exception:  # a limit is not worth an outage: let the request through
             logger.warning("Shared cache unreachable; rate limits are not being enforced.")
             return True
-        request_state(request).add_headers(self.headers(rate, verdict))
+        state.add_headers(self.headers(rate, verdict))
         if not verdict.allowed:
             self.wait_seconds = verdict.retry_after
             raise RateLimited(

@@ -113,11 +113,17 @@ class UsageCounter:
         self._counts: Counter[tuple[str, date]] = Counter()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
+        self._day: tuple[float, float, date] = (0.0, 0.0, date.min)  # [start, end) and its day
 
     def record(self, key_id: str, amount: int = 1) -> None:
         """Count `amount` requests made with the key now, in this process: no wait."""
         flusher.ensure_started()
-        day = utc_day(self.clock())
+        now = self.clock()
+        start, end, day = self._day
+        if not start <= now < end:  # a new UTC day (or a clock a test moved)
+            day = utc_day(now)
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+            self._day = (start, start + 86400, day)
         with self._lock:
             self._counts[(key_id, day)] += amount
 

@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.db import Server, bench_env, free_port, manage, recreate_database
 
-DATABASE = "kw_bench"
-REDIS_URL = "redis://127.0.0.1:6379/11"
+DATABASE = os.environ.get("BENCH_DATABASE", "kw_bench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 
 @dataclass
