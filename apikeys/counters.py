@@ -33,6 +33,17 @@ REQUEST_TIMEOUT = 1.0
 PAUSE_AFTER_FAILURE = 1.0
 
 
+# This process's id, kept up to date across forks without a system call per request
+# (glibc no longer caches getpid): the hot paths ask it whether they run in a new worker.
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+
+
+def current_pid() -> int:
+    """Return this process's id (as os.getpid(), without the system call)."""
+    return _pid[0]
+
+
 def backend_of(cache: Any) -> Any:
     """Return the cache backend behind Django's `cache` proxy (or `cache` itself)."""
     if isinstance(cache, ConnectionProxy):
@@ -106,9 +117,9 @@ class RedisCommands:
         if time.monotonic() < self.paused_until:
             raise RedisDown("Redis failed a moment ago")
         connection = getattr(self.local, "connection", None)
-        if connection is None or self.local.pid != os.getpid():  # never share across a fork
+        if connection is None or self.local.pid != current_pid():  # never share across a fork
             connection = redis_connection(self.backend, self.timeout)
-            self.local.connection, self.local.pid = connection, os.getpid()
+            self.local.connection, self.local.pid = connection, current_pid()
         return connection
 
     def _failed(self, connection: Any) -> None:

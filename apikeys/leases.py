@@ -45,7 +45,7 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 
-from apikeys.counters import Script, redis_connection
+from apikeys.counters import Script, current_pid, redis_connection
 
 logger = logging.getLogger("keyward.leases")
 
@@ -354,7 +354,7 @@ class LeaseHolder:
 
     def trusted(self) -> bool:
         """Return whether this process may answer from its verified-key cache now."""
-        if self._pid != os.getpid():
+        if self._pid != current_pid():
             self._start()
         if self._mode == "redis":
             return time.monotonic() < self.deadline

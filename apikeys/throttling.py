@@ -40,22 +40,31 @@ def effective_rate(key: APIKey) -> tuple[Rate, str] | None:
 
 
 # GCRA (the generic cell rate algorithm). KEYS[1] holds the key's theoretical arrival time
-# (TAT, ms); ARGV now ms, emission interval T = period / limit (ms), period P (ms), and 1 to
-# count or 0 only to read. A request conforms when TAT + T - P <= now. Returns {allowed,
-# remaining, ms until the budget is whole again, ms until the next request may go}.
+# (TAT, ms); ARGV now ms, emission interval T = period / limit (ms), period P (ms), how many
+# requests to let through (0: only look), and how many units taken earlier to give back
+# first. A request conforms when TAT + T - P <= now; up to `want` conforming ones are
+# taken at once. Returns {taken, remaining, ms until the budget is whole again, ms until
+# the next request may go}.
 GCRA_LUA = """
 local now, t, p = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local want, back = tonumber(ARGV[4]), tonumber(ARGV[5] or '0')
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if back > 0 then tat = tat - back * t end
 if tat < now then tat = now end
-if ARGV[4] == '0' then
-  return {1, math.floor((p - (tat - now)) / t + 1e-6), string.format('%.3f', tat - now), 0}
+local taken = math.min(want, math.floor((now + p - tat) / t + 1e-6))
+if want == 0 or taken < 1 then
+  if back > 0 then
+    redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.max(1, math.ceil(tat - now)))
+  end
+  local retry = 0
+  if want > 0 then retry = tat + t - p - now end
+  return {0, math.floor((p - (tat - now)) / t + 1e-6), string.format('%.3f', tat - now),
+          string.format('%.3f', retry)}
 end
-local new_tat = tat + t
-if new_tat - p > now + 1e-3 then
-  return {0, 0, string.format('%.3f', tat - now), string.format('%.3f', new_tat - p - now)}
-end
+local new_tat = tat + taken * t
 redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
-return {1, math.floor((p - (new_tat - now)) / t + 1e-6), string.format('%.3f', new_tat - now), 0}
+return {taken, math.floor((p - (new_tat - now)) / t + 1e-6),
+        string.format('%.3f', new_tat - now), 0}
 """
 _gcra = Script(GCRA_LUA)
 
@@ -105,6 +114,7 @@ class KeyRateThrottle(BaseThrottle):
     timer = staticmethod(time.time)
     cache_format = "keyward:gcra:{key_id}:{period}:{limit}"
     _local_lock = threading.Lock()
+    slices: RateSlices  # set below the class: this process's slices of fast keys' budgets
 
     def allow_request(self, request: Any, view: Any) -> bool:
         key = request.auth
@@ -137,26 +147,30 @@ class KeyRateThrottle(BaseThrottle):
         now = self.timer()
         commands = redis_commands(self.cache)
         if commands is not None:
-            backend = backend_of(self.cache)
-            reply = commands.script(
-                _gcra,
-                [backend.make_and_validate_key(name)],
-                [
-                    round(now * 1000, 3),
-                    rate.period * 1000 / rate.limit,
-                    rate.period * 1000,
-                    "1" if count else "0",
-                ],
-            )
-            allowed, remaining, reset_ms, retry_ms = (float(v) for v in reply)
-            return Verdict(
-                bool(allowed), int(remaining), _up(reset_ms / 1000), _up(retry_ms / 1000)
-            )
+            if count and self.slices.eligible(rate):
+                verdict = self.slices.take(name, rate, now)
+                if verdict is not None:
+                    return verdict  # from this process's slice: no round trip
+            return self.take(name, rate, now, 1 if count else 0)[1]
         with self._local_lock:  # local memory: one process, the same algorithm
             verdict, tat = gcra(self.cache.get(name), now, rate, count)
             if tat is not None:
                 self.cache.set(name, tat, max(1, math.ceil(tat - now)))
         return verdict
+
+    def take(
+        self, name: str, rate: Rate, now: float, want: int, back: int = 0
+    ) -> tuple[int, Verdict]:
+        """Take up to `want` requests' worth of the key's budget in Redis (giving `back` first)."""
+        commands = redis_commands(self.cache)
+        reply = commands.script(
+            _gcra,
+            [backend_of(self.cache).make_and_validate_key(name)],
+            [round(now * 1000, 3), rate.period * 1000 / rate.limit, rate.period * 1000, want, back],
+        )
+        taken, remaining, reset_ms, retry_ms = (float(v) for v in reply)
+        verdict = Verdict(taken >= 1, int(remaining), _up(reset_ms / 1000), _up(retry_ms / 1000))
+        return int(taken), verdict
 
     def wait(self) -> float | None:
         return getattr(self, "wait_seconds", None)
@@ -181,6 +195,112 @@ class KeyRateThrottle(BaseThrottle):
             return self.headers(found[0], self.decide(key, found[0], count=False))
         except Exception:
             return {}
+
+
+@dataclass
+class RateSlice:
+    """Requests of one fast key's rate budget, taken from Redis by this process, unspent."""
+
+    left: int = 0
+    expires: float = 0.0  # wall clock: unspent units are not used after this
+    remaining: int = 0  # what Redis said was left when the slice was taken
+    reset_at: float = 0.0  # when Redis said the whole budget would be back
+    taken: int = 0  # requests served from the slice since the last maintenance
+    wanted: int = 0  # requests that found it empty since then
+    used_at: float = 0.0
+
+
+class RateSlices:
+    """This process's slices of fast keys' rate budgets (Redis only).
+
+    A key whose period is a minute or longer and whose rate allows at least two
+    requests per `lifetime` is served from a slice: the background thread
+    (apikeys/usage.py) takes from the key's GCRA state, once per turn, about twice
+    what this process spent since its last turn (what it holds unspent goes back
+    in the same script), and a request takes a unit from memory: no round trip.
+    A unit is used within `lifetime` (half a second) of being taken, or never.
+    Every unit is counted in the shared state when it is taken, so the slices can
+    only move requests later, by at most `lifetime`: in any span of t seconds a
+    key gets at most N + ⌊(t + lifetime)·N/period⌋ requests, lifetime·N/period
+    more than without slices — at most 0.83 % of the limit for a per-minute
+    rate, 0.014 % for a per-hour one. Slower keys and per-second rates are
+    decided in Redis, one round trip each, exactly. A slice's `RateLimit-*`
+    headers are those Redis gave when it was taken, less what was spent since.
+    """
+
+    lifetime = 0.5
+    largest = 10_000
+
+    def __init__(self) -> None:
+        self._slices: dict[str, tuple[Rate, RateSlice]] = {}
+        self._lock = threading.Lock()
+
+    def eligible(self, rate: Rate) -> bool:
+        return rate.period >= 60 and rate.limit * self.lifetime / rate.period >= 2
+
+    def take(self, name: str, rate: Rate, now: float) -> Verdict | None:
+        """Serve one request from the slice if it holds a fresh unit; else note the demand."""
+        with self._lock:
+            found = self._slices.get(name)
+            if found is None or found[0] != rate:
+                found = self._slices[name] = (rate, RateSlice())
+            piece = found[1]
+            piece.used_at = now
+            if piece.left > 0 and now < piece.expires:
+                piece.left -= 1
+                piece.taken += 1
+                return Verdict(True, piece.remaining + piece.left, _up(piece.reset_at - now), 0)
+            piece.wanted += 1
+            return None
+
+    def maintain(self, throttle: KeyRateThrottle | None = None) -> None:
+        """Swap each busy key's slice for a fresh one; give back idle ones (background)."""
+        throttle = throttle or KeyRateThrottle()
+        if redis_client(throttle.cache) is None:
+            return
+        now = throttle.timer()
+        work = []
+        with self._lock:
+            for name, (rate, piece) in list(self._slices.items()):
+                demand, back = piece.taken + piece.wanted, piece.left
+                piece.taken = piece.wanted = piece.left = 0
+                if not demand and now - piece.used_at > 1.0:
+                    del self._slices[name]
+                want = min(self.largest, 2 * demand)
+                if want or back:
+                    work.append((name, rate, want, back))
+        for name, rate, want, back in work:
+            taken, verdict = throttle.take(name, rate, now, want, back)
+            if taken:
+                with self._lock:
+                    found = self._slices.get(name)
+                    if found is None or found[0] != rate:
+                        found = self._slices[name] = (rate, RateSlice(used_at=now))
+                    piece = found[1]
+                    piece.left += taken
+                    piece.expires = now + self.lifetime
+                    piece.remaining, piece.reset_at = verdict.remaining, now + verdict.reset
+
+    def give_back_all(self, throttle: KeyRateThrottle | None = None) -> None:
+        """Give back every unspent unit (a graceful stop)."""
+        throttle = throttle or KeyRateThrottle()
+        with self._lock:
+            slices, self._slices = self._slices, {}
+        if redis_client(throttle.cache) is None:
+            return
+        now = throttle.timer()
+        for name, (rate, piece) in slices.items():
+            if piece.left and now < piece.expires:
+                throttle.take(name, rate, now, 0, piece.left)
+
+    def discard(self) -> None:
+        """Forget every slice (tests)."""
+        with self._lock:
+            self._slices.clear()
+
+
+rate_slices = RateSlices()
+KeyRateThrottle.slices = rate_slices
 
 
 # The daily quota's shared counter counts units handed out to processes. KEYS[1] the

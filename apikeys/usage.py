@@ -32,7 +32,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 
-from apikeys.counters import redis_client
+from apikeys.counters import current_pid, redis_client
 from apikeys.models import APIKey, KeyUsageDay
 from orgs.models import Organization
 
@@ -312,7 +312,7 @@ class BackgroundFlusher:
 
     def ensure_started(self) -> None:
         """Start the thread on first use in this process (a forked worker starts its own)."""
-        if self._pid == os.getpid():
+        if self._pid == current_pid():
             return
         with self._lock:
             if self._pid == os.getpid():
@@ -379,10 +379,16 @@ def _keep_quota_budgets() -> None:
     quota_budgets.maintain()
 
 
+def _keep_rate_slices() -> None:
+    from apikeys.throttling import rate_slices
+
+    rate_slices.maintain()
+
+
 def flush_all() -> None:
     """Write every count this process holds or can claim, even this minute's; at shutdown."""
     from apikeys.abuse import failed_attempts
-    from apikeys.throttling import quota_budgets
+    from apikeys.throttling import quota_budgets, rate_slices
 
     final = BackgroundFlusher(
         [
@@ -390,6 +396,7 @@ def flush_all() -> None:
             last_uses.flush,
             lambda: failed_attempts.flush(everything=True),
             quota_budgets.give_back_all,
+            rate_slices.give_back_all,
         ],
         [_send_invalid_keys],
     )
@@ -401,7 +408,7 @@ usage_counter = UsageCounter()
 last_uses = LastUseLog()
 flusher = BackgroundFlusher(
     [usage_counter.flush, last_uses.flush, _flush_failed_attempts],
-    [usage_counter.send, _send_invalid_keys, _keep_quota_budgets],
+    [usage_counter.send, _send_invalid_keys, _keep_quota_budgets, _keep_rate_slices],
 )
 
 

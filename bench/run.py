@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.db import Server, bench_env, free_port, manage, recreate_database
+from bench.targets import print_targets
 
 DATABASE = os.environ.get("BENCH_DATABASE", "kw_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -310,6 +311,8 @@ def main() -> int:
         "queries/req and writes/req: SQL statements per request over the whole run, "
         "warm-up included."
     )
+    print()
+    print_targets({g.name: g.rounds for g in rows})
     if args.json:
         args.json.write_text(json.dumps({g.name: g.rounds for g in rows}, indent=2))
     return 0

@@ -9,7 +9,7 @@ from django.core.cache.backends.redis import RedisCache
 
 from apikeys.abuse import failed_attempts
 from apikeys.authentication import APIKeyAuthentication
-from apikeys.throttling import quota_budgets
+from apikeys.throttling import quota_budgets, rate_slices
 from apikeys.usage import flusher, last_uses, usage_counter
 
 GATHERED = (
@@ -18,6 +18,7 @@ GATHERED = (
     failed_attempts,
     APIKeyAuthentication.invalid_key_guard,
     quota_budgets,
+    rate_slices,
 )
 
 

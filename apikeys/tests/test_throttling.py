@@ -1,3 +1,4 @@
+import contextlib
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -303,3 +304,62 @@ def test_a_slice_is_never_more_than_a_sixteenth_of_what_is_left(
     process.budgets.maintain(process)
     (budget,) = process.budgets._budgets.values()
     assert budget.left == (160 - 60) // 16
+
+
+class CountingThrottle(KeyRateThrottle):
+    """A rate throttle that counts its one-request round trips (slices are taken by more)."""
+
+    single = 0
+    single_allowed = 0
+
+    def take(self, name, rate, now, want, back=0):
+        taken, verdict = super().take(name, rate, now, want, back)
+        self.single += want == 1
+        self.single_allowed += want == 1 and taken == 1
+        return taken, verdict
+
+
+def rate_process(redis_cache):
+    """A KeyRateThrottle as one more process sees it: its own slices, the shared Redis."""
+    from apikeys.throttling import RateSlices
+
+    throttle = CountingThrottle()
+    throttle.cache = redis_cache
+    throttle.slices = RateSlices()
+    return throttle
+
+
+def test_slices_of_a_fast_key_overshoot_by_at_most_their_lifetime(
+    org, make_key, clock, redis_cache
+):
+    from apikeys.throttling import RateSlices
+
+    key, _ = make_key(org, rate_limit="600/min")  # a burst of 600, then 10 a second
+    request = SimpleNamespace(auth=key)
+    one, two = rate_process(redis_cache), rate_process(redis_cache)
+    start, seconds, offered = clock.now, 6, 200  # 200 a second from two processes
+    admitted = 0
+    for i in range(seconds * offered):
+        clock.now = start + i / offered
+        with contextlib.suppress(RateLimited):
+            admitted += (one, two)[i % 2].allow_request(request, None)
+        if i % (offered // 4) == offered // 4 - 1:  # every 0.25 s: the background threads
+            one.slices.maintain(one)
+            two.slices.maintain(two)
+    rate = 600 / 60
+    assert admitted <= 600 + (seconds + RateSlices.lifetime) * rate  # the bound, stated
+    assert admitted >= 600 + (seconds - 1) * rate  # and no starving either
+    # Most of what was let through came from slices, without a round trip (refusals ask Redis).
+    assert one.single_allowed + two.single_allowed < admitted / 2
+
+
+@pytest.mark.parametrize("text", ["5/min", "100/s", "3/h"])
+def test_slow_keys_and_per_second_rates_are_never_sliced(org, make_key, clock, redis_cache, text):
+    key, _ = make_key(org, rate_limit=text)
+    request = SimpleNamespace(auth=key)
+    process = rate_process(redis_cache)
+    for _ in range(3):
+        process.slices.maintain(process)
+        with contextlib.suppress(RateLimited):
+            process.allow_request(request, None)
+    assert process.single == 3  # every request decided in Redis, exactly
