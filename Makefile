@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format check-deploy clean bench bench-scale bench-floor bench-all
+.PHONY: run test lint format check-deploy clean bench bench-scale bench-floor bench-all bench-revoke bench-profile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,14 @@ bench: $(VENV)/.bench-installed
 ## bench-floor: one authenticate() call in-process against parse + checksum + one HMAC.
 bench-floor: $(VENV)/.bench-installed
 	$(BIN)/python bench/floor.py
+
+## bench-profile: a warm request in-process, with and without Keyward, and its profile.
+bench-profile: $(VENV)/.bench-installed
+	$(BIN)/python bench/profile.py $(PROFILE_ARGS)
+
+## bench-revoke: how long a revoke takes with four workers live, and with one frozen.
+bench-revoke: $(VENV)/.bench-installed
+	$(BIN)/python bench/revoke.py $(REVOKE_ARGS)
 
 ## bench-scale: 1,000,000 keys and audit events in PostgreSQL; lookups and first pages.
 bench-scale: $(VENV)/.bench-installed

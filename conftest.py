@@ -9,7 +9,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from apikeys.activity import key_activity
-from apikeys.cache import verified_keys
+from apikeys.cache import clear_shared_cache_for_tests, verified_keys
 from apikeys.services import api_key_create
 from audit.actors import Actor
 from orgs.models import Membership, Organization, User
@@ -22,10 +22,8 @@ _counter = itertools.count(1)
 @pytest.fixture(autouse=True)
 def _fresh_caches():
     """Start every test with empty caches: nothing leaks from one test into the next."""
-    from django.core.cache import cache
-
     verified_keys.clear()
-    cache.clear()
+    clear_shared_cache_for_tests()  # cache.clear(), keeping this process's lease
     key_activity.discard()
     yield
     verified_keys.clear()

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from django.core.cache import cache as default_cache
 from django.db import connection, transaction
 
-from apikeys.counters import incr_with_ttl
+from apikeys.counters import backend_of, incr_commands, incr_with_ttl, redis_client
 from apikeys.models import FailedKeyAttempts
 
 logger = logging.getLogger("keyward.abuse")
@@ -67,13 +67,28 @@ def seconds_until_allowed(
 
 
 class InvalidKeyGuard:
-    """Count invalid keys per address; say how long an address over the limit must wait."""
+    """Count invalid keys per address; say how long an address over the limit must wait.
+
+    With Redis nothing waits on it: each process counts in its own memory and a
+    background thread sends the counts every `KEYWARD_COUNTER_SEND_SECONDS`,
+    bringing back the shared totals. A process decides from the shared totals it
+    last heard plus what it has not sent yet, so the shared limit holds once the
+    counts have met in Redis; until then each process refuses on its own count,
+    so an address gets at most 20 invalid keys past the limit per process, within
+    one send interval. With another cache the count is the cache's, at once.
+    """
 
     limit = 20
     period = 60
     cache = default_cache
     clock = staticmethod(time.time)
     cache_format = "keyward:badkeys:{address}:{window}"
+    max_addresses = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._unsent: Counter[tuple[str, int]] = Counter()  # (offender, window) → count
+        self._heard: dict[tuple[str, int], int] = {}  # (offender, window) → shared total
 
     def failed(self, address: str | None) -> int | None:
         """Record an invalid key from `address`; over the limit, return the seconds to wait."""
@@ -83,23 +98,79 @@ class InvalidKeyGuard:
         now = self.clock()
         failed_attempts.record(offender, now)
         window = int(now // self.period)
-        try:
-            current = incr_with_ttl(
-                self.cache,
-                self.cache_format.format(address=offender, window=window),
-                2 * self.period,
-            )
-            previous = int(
-                self.cache.get(self.cache_format.format(address=offender, window=window - 1)) or 0
-            )
-        except Exception:  # the shared cache is down: authentication goes on without it
-            logger.warning("Shared cache unreachable; invalid keys are not being counted.")
-            return None
+        if redis_client(self.cache) is not None:
+            current, previous = self._count_here(offender, window)
+        else:
+            try:
+                current = incr_with_ttl(self.cache, self._name(offender, window), 2 * self.period)
+                previous = int(self.cache.get(self._name(offender, window - 1)) or 0)
+            except Exception:  # the shared cache is down: authentication goes on without it
+                logger.warning("Shared cache unreachable; invalid keys are not being counted.")
+                return None
         elapsed = now - window * self.period
         estimate = previous * (self.period - elapsed) / self.period + current
         if estimate <= self.limit:
             return None
         return seconds_until_allowed(previous, current, elapsed, self.period, self.limit)
+
+    def _name(self, offender: str, window: int) -> str:
+        return self.cache_format.format(address=offender, window=window)
+
+    def _count_here(self, offender: str, window: int) -> tuple[int, int]:
+        """Count one failure in this process; return this and the previous window's totals."""
+        with self._lock:
+            if (offender, window) not in self._unsent and len(self._unsent) >= self.max_addresses:
+                self._unsent.clear()  # a flood of addresses costs counts, not memory
+            self._unsent[(offender, window)] += 1
+            current = self._heard.get((offender, window), 0) + self._unsent[(offender, window)]
+            previous = self._heard.get((offender, window - 1), 0) + self._unsent.get(
+                (offender, window - 1), 0
+            )
+        return current, previous
+
+    def send(self) -> int:
+        """Send this process's counts to Redis and hear back the totals (background)."""
+        client = redis_client(self.cache)
+        if client is None:
+            return 0
+        with self._lock:
+            unsent, self._unsent = self._unsent, Counter()
+            window = int(self.clock() // self.period)
+            self._heard = {k: v for k, v in self._heard.items() if k[1] >= window - 1}
+            for offender, heard_window in self._heard:  # hear again what others added
+                if heard_window == window:
+                    unsent[(offender, window)] += 0
+        if not unsent:
+            return 0
+        backend = backend_of(self.cache)
+        pipe = client.pipeline(transaction=False)
+        for (offender, sent_window), amount in unsent.items():
+            for command in incr_commands(
+                backend, self._name(offender, sent_window), 2 * self.period, amount
+            ):
+                pipe.execute_command(*command)
+            pipe.get(backend.make_and_validate_key(self._name(offender, sent_window - 1)))
+        try:
+            replies = pipe.execute()
+        except Exception:
+            logger.warning("Shared cache unreachable; invalid keys stay counted in this process.")
+            with self._lock:
+                self._unsent.update(unsent)
+            return 0
+        with self._lock:
+            for index, (offender, sent_window) in enumerate(unsent):
+                total, previous = replies[3 * index], replies[3 * index + 2]
+                self._heard[(offender, sent_window)] = int(total)
+                self._heard[(offender, sent_window - 1)] = max(
+                    self._heard.get((offender, sent_window - 1), 0), int(previous or 0)
+                )
+        return sum(unsent.values())
+
+    def discard(self) -> None:
+        """Forget what this process counted and heard (tests start clean with it)."""
+        with self._lock:
+            self._unsent.clear()
+            self._heard.clear()
 
 
 def _upsert_attempts_sql() -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Subquery
 from django.db.models.base import ModelState
 from django.utils import timezone
 from django.utils.http import http_date
@@ -16,12 +16,11 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from apikeys import kinds, tokens
 from apikeys.abuse import InvalidKeyGuard
-from apikeys.cache import read_generation, verified_keys
+from apikeys.cache import verified_keys
 from apikeys.models import APIKey, Status
 from apikeys.refusals import key_refused
 from apikeys.request_state import request_state
-from apikeys.roundtrip import USAGE, SharedRoundTrip, claim, settle
-from apikeys.usage import usage_counter
+from apikeys.usage import last_uses, usage_counter
 from config.errors import ExpiredKey, InvalidKey, IpNotAllowed, KeywardError, RateLimited
 from config.net import client_ip
 from orgs.models import Membership, Organization
@@ -61,10 +60,28 @@ class OrganizationServiceUser:
 
 @dataclass
 class KeyState:
-    """What authentication needs of a key, as loaded in one query."""
+    """What authentication needs of a key, as loaded in one query; cached per process."""
 
     key: APIKey
     owner_role: str | None
+    # Worked out once per load rather than once per request (the state is immutable).
+    _scopes: frozenset[str] | None = None
+    _user: Any = None
+
+    def scopes(self) -> frozenset[str]:
+        """Return the scopes the key grants under its owner's role."""
+        if self._scopes is None:
+            self._scopes = self.key.effective_scopes_for(self.owner_role)
+        return self._scopes
+
+    def user(self) -> Any:
+        """Return the identity behind the key: its owner, or its organisation."""
+        if self._user is None:
+            key = self.key
+            self._user = (
+                key.owner if key.owner_id is not None else OrganizationServiceUser(key.organization)
+            )
+        return self._user
 
 
 def _load_state(key_id: str) -> KeyState | None:
@@ -83,28 +100,26 @@ def _load_state(key_id: str) -> KeyState | None:
     return KeyState(key=key, owner_role=key.owner_role)
 
 
-def _request_copy(state: KeyState) -> KeyState:
-    """Return a copy of cached state that one request may change without touching the cache.
+def _request_copy(key: APIKey) -> APIKey:
+    """Return a copy of a cached key that one request may change without touching the cache.
 
     The same as copy.copy() of the key (its fields and its cache of related
     objects are copied, the related objects themselves shared), without the
-    pickling protocol copy.copy() goes through: a tenth of the time.
+    pickling protocol copy.copy() goes through, and without ModelState's
+    attribute-by-attribute set-up: two dict copies.
     """
-    key = state.key
+    cached_state = key._state
+    model_state = ModelState.__new__(ModelState)
+    model_state.__dict__ = {
+        "db": cached_state.db,
+        "adding": cached_state.adding,
+        "fields_cache": cached_state.fields_cache.copy(),
+    }
     attrs = key.__dict__.copy()
-    model_state = ModelState()
-    model_state.db = key._state.db
-    model_state.adding = key._state.adding
-    model_state.fields_cache = key._state.fields_cache.copy()
     attrs["_state"] = model_state
     clone = APIKey.__new__(APIKey)
     clone.__dict__ = attrs
-    return KeyState(key=clone, owner_role=state.owner_role)
-
-
-def _usable(state: KeyState, now: datetime) -> bool:
-    """Return whether a key in this state would be let through (its secret and address aside)."""
-    return state.key.status_at(now) in (Status.ACTIVE, Status.SUPERSEDED) and _owner_ok(state)
+    return clone
 
 
 def _owner_ok(state: KeyState) -> bool:
@@ -139,7 +154,7 @@ def _secret_may_match(cache: Any, parsed: tokens.ParsedToken) -> bool:
     a secret that does not match the cached hash is checked against the database,
     as an unknown id is, before it is refused (the row may also hold a newer hash).
     """
-    cached = cache.peek(parsed.key_id)
+    cached = cache.get(parsed.key_id)
     stored = _UNKNOWN_KEY_HASH if cached is None else cached.key.secret_hash
     if tokens.check_hash(parsed.token, stored)[0] or cached is None:
         return True  # nothing cached: the lookup that follows costs what this one would
@@ -154,7 +169,7 @@ class APIKeyAuthentication(BaseAuthentication):
     realm = "api"
     cache = verified_keys
     usage = usage_counter
-    round_trip = SharedRoundTrip()
+    last_uses = last_uses
     invalid_key_guard = InvalidKeyGuard()
 
     def authenticate(self, request) -> tuple[Any, APIKey] | None:
@@ -180,22 +195,15 @@ class APIKeyAuthentication(BaseAuthentication):
 
     def authenticate_token(self, request, parsed: tokens.ParsedToken) -> tuple[Any, APIKey]:
         """Check a well-formed token against its key and the key's state."""
-        try:
-            return self._check(request, parsed)
-        except BaseException:  # refused: what the round trip counted ahead goes back
-            settle(request)
-            raise
-
-    def _check(self, request, parsed: tokens.ParsedToken) -> tuple[Any, APIKey]:
         now = timezone.now()
         if not _secret_may_match(self.cache, parsed):
             request_state(request).key_id = parsed.key_id  # cached, so known: its activity
             return self._reject(request, InvalidKey())
-        state = self._state(request, parsed.key_id, now)
+        state = self._state(parsed.key_id)
         if state is None:
             tokens.check_hash(parsed.token, _UNKNOWN_KEY_HASH)  # the work a known id costs
             return self._reject(request, InvalidKey())
-        key = state.key
+        key = _request_copy(state.key)
         request_state(request).key_id = key.pk
         matches, needs_upgrade = tokens.check_hash(parsed.token, key.secret_hash)
         if not matches or key.environment != parsed.environment:
@@ -216,42 +224,27 @@ class APIKeyAuthentication(BaseAuthentication):
         refused = kinds.refusal(request, key)
         if refused is not None:
             raise APIKeyRejected(refused)
-        key._effective_scopes = key.effective_scopes_for(state.owner_role)
+        key._effective_scopes = state.scopes()
         if status == Status.SUPERSEDED:
             request_state(request).add_headers(
                 {"Deprecation": "true", "Sunset": http_date(key.expires_at.timestamp())}
             )
         self._touch(request, key, address, now)
-        user = key.owner if key.owner_id is not None else OrganizationServiceUser(key.organization)
-        return user, key
+        return state.user(), key
 
-    def _state(self, request, key_id: str, now: datetime) -> KeyState | None:
-        """Return the key's state from this process's cache when still valid, else the database.
+    def _state(self, key_id: str) -> KeyState | None:
+        """Return the key's state from this process's cache when it may trust it, else the database.
 
-        A usable key cached here costs one shared-cache round trip, which also
-        counts the request ahead (apikeys/roundtrip.py); a key cached as refused
-        counts nothing ahead, so that its requests are not counted and given back.
+        A warm request costs no query and no round trip (apikeys/cache.py). The state
+        is shared: the request works on a copy of its key (`_request_copy`).
         """
-        organization_id = self.cache.organization_of(key_id)
-        if organization_id is None:
-            state = _load_state(key_id)
-            if state is not None:
-                self.cache.remember_organization(key_id, state.key.organization_id)
-            return state
-        planned = self.cache.peek(key_id)
-        if planned is None or not _usable(planned, now):
-            generation = read_generation(organization_id)
-        else:
-            generation = self.round_trip.read_generation(
-                request, organization_id, planned.key, self.usage
-            )
-        cached = self.cache.get(key_id, generation)
+        cached = self.cache.get(key_id)
         if cached is not None:
-            return _request_copy(cached)
+            return cached
+        ticket = self.cache.ticket()
         state = _load_state(key_id)
         if state is not None:
-            self.cache.put(key_id, generation, state)
-            state = _request_copy(state)
+            self.cache.put(key_id, state.key.organization_id, ticket, state)
         return state
 
     def _reject(self, request, error: KeywardError):
@@ -284,13 +277,14 @@ class APIKeyAuthentication(BaseAuthentication):
         self.cache.forget(key.pk)
 
     def _touch(self, request, key: APIKey, address: str | None, now: datetime) -> None:
-        """Count the request; set last_used_at on first use, then at most once a minute."""
-        if claim(request, USAGE) is None:
-            self.usage.record(key.pk)
+        """Count the request; note last_used_at on first use, then at most once a minute.
+
+        Both are gathered in this process and written in the background (apikeys/usage.py).
+        """
+        self.usage.record(key.pk)
         if key.last_used_at is not None and now - key.last_used_at < LAST_USED_REFRESH:
             return
-        stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_REFRESH)
-        APIKey.objects.filter(stale, pk=key.pk).update(last_used_at=now, last_used_ip=address)
+        self.last_uses.record(key.pk, now, address)
         key.last_used_at = now
         key.last_used_ip = address
         self.cache.note_use(key.pk, now, address)

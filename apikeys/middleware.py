@@ -14,9 +14,8 @@ from apikeys.request_state import open_state
 class KeyResponseHeadersMiddleware:
     """Copy `Deprecation`, `Sunset` and `RateLimit-*` onto the response of a key's request.
 
-    It opens and closes the request's state (apikeys/request_state.py): it settles
-    what the shared-cache round trip counted ahead (apikeys/roundtrip.py), and counts
-    the activity of the key the request presented (apikeys/activity.py).
+    It opens and closes the request's state (apikeys/request_state.py), and counts the
+    activity of the key the request presented (apikeys/activity.py).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -25,11 +24,9 @@ class KeyResponseHeadersMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         state = open_state(request)
         response = self.get_response(request)
-        # What authentication counted ahead for throttles that never ran goes back first.
-        state.settle()
         headers = state.headers
         key = getattr(request, "auth", None)
-        if isinstance(key, APIKey) and "RateLimit-Limit" not in headers:
+        if isinstance(key, APIKey) and not state.rate_checked:
             # Refused before its throttle ran (a missing scope): show the budget, uncounted.
             from apikeys.throttling import KeyRateThrottle
 

@@ -8,7 +8,6 @@ without a database query; the keyed hash is all the database holds for a secret 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ENVIRONMENTS = ("live", "test", "dev")
@@ -51,9 +51,25 @@ class ParsedToken:
         return self.token[-4:]
 
 
+# The settings every token check reads, kept between requests (a settings read is a
+# lazy-object lookup, several per request otherwise); emptied when a test changes them.
+_settings: dict[str, object] = {}
+
+
+def _forget_settings(*, setting: str, **kwargs) -> None:
+    if setting.startswith("KEYWARD_"):
+        _settings.clear()
+
+
+setting_changed.connect(_forget_settings)
+
+
 def brand() -> str:
     """Return the deployment's token brand."""
-    return settings.KEYWARD_TOKEN_BRAND
+    found = _settings.get("brand")
+    if found is None:
+        found = _settings["brand"] = settings.KEYWARD_TOKEN_BRAND
+    return found
 
 
 def prefix_of(*, environment: str, key_id: str, publishable: bool = False) -> str:
@@ -115,8 +131,19 @@ def base62(number: int, width: int) -> str:
 
 
 def checksum(body: str) -> str:
-    """Return the 6-character base62 CRC-32 of the token text before it."""
-    return base62(zlib.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
+    """Return the 6-character base62 CRC-32 of the token text before it.
+
+    The same as base62(crc, 6), unrolled: every request computes one.
+    """
+    n, a = zlib.crc32(body.encode("ascii")), ALPHABET
+    return (
+        a[n // 916132832 % 62]  # 62**5; 62**6 > 2**32, so six digits always suffice
+        + a[n // 14776336 % 62]
+        + a[n // 238328 % 62]
+        + a[n // 3844 % 62]
+        + a[n // 62 % 62]
+        + a[n % 62]
+    )
 
 
 def new_key_id() -> str:
@@ -148,7 +175,10 @@ def parse(text: str) -> ParsedToken:
     """
     if not isinstance(text, str) or len(text) > MAX_TOKEN_LENGTH or not text.isascii():
         raise MalformedToken("not a token")
-    match = _token_re(brand()).match(text)
+    pattern = _settings.get("pattern")
+    if pattern is None:
+        pattern = _settings["pattern"] = _token_re(brand())
+    match = pattern.match(text)
     if match is None:
         raise MalformedToken("not a token")
     body, given = text[:-CHECKSUM_LENGTH], text[-CHECKSUM_LENGTH:]
@@ -175,10 +205,17 @@ def _pepper_bytes(pepper: str) -> bytes:
     return pepper.encode("utf-8")
 
 
+def _pepper() -> bytes:
+    found = _settings.get("pepper")
+    if found is None:
+        found = _settings["pepper"] = _pepper_bytes(settings.KEYWARD_PEPPER)
+    return found
+
+
 def hash_token(token: str, pepper: str | None = None) -> str:
     """Return HMAC-SHA256(pepper, token) as hex; the current pepper unless one is given."""
-    key = _pepper_bytes(settings.KEYWARD_PEPPER if pepper is None else pepper)
-    return hmac.new(key, token.encode("ascii"), hashlib.sha256).hexdigest()
+    key = _pepper() if pepper is None else _pepper_bytes(pepper)
+    return hmac.digest(key, token.encode("ascii"), "sha256").hex()
 
 
 def check_hash(token: str, stored_hash: str) -> tuple[bool, bool]:

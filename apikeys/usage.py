@@ -1,14 +1,15 @@
-"""Request counts per key and per UTC day, gathered cheaply and written in batches.
+"""Request counts per key and per UTC day, and last uses, gathered in the process.
 
-A request costs no database write: `UsageCounter.record` adds one to a counter,
-and a background thread per process writes the counters every few seconds
-(`KEYWARD_USAGE_FLUSH_SECONDS`) with atomic increments, so no count is lost
-however many requests run at once. With Django's Redis cache the counters live
-in one Redis hash that every process adds to and any process may flush; a
-flush renames the hash away in the same transaction that reads and deletes it,
-so two processes never write the same counts. Otherwise each process keeps its
-own counters behind a lock. docs/README-usage.md says what a killed process
-can lose.
+A request costs no database write and no round trip: `UsageCounter.record`
+adds one to a counter in this process's memory. A background thread per process
+sends the counts every `KEYWARD_COUNTER_SEND_SECONDS` (a quarter of a second)
+to one Redis hash that every process adds to, and writes the counters every
+`KEYWARD_USAGE_FLUSH_SECONDS` with atomic increments, so no count is lost
+however many requests run at once. Any process may flush the hash; a flush
+renames it away in the same transaction that reads and deletes it, so two
+processes never write the same counts. Without Redis each process writes its
+own counts. `LastUseLog` does the same for `last_used_at`. docs/README-usage.md
+says what a killed process can lose: its counts since its last send.
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache as default_cache
 from django.db import close_old_connections, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Greatest
 
-from apikeys.counters import redis_client
+from apikeys.counters import current_pid, redis_client
 from apikeys.models import APIKey, KeyUsageDay
 from orgs.models import Organization
 
@@ -81,8 +82,8 @@ def api_key_usage_add(*, counts: Mapping[tuple[str, date], int]) -> None:
         .values_list("pk", flat=True)
     )
     # A fixed order keeps two concurrent flushes from locking rows in opposite orders.
-    # A negative amount is a refused request's count given back (apikeys/roundtrip.py)
-    # after a flush took its +1: it only lowers what is there, never below zero.
+    # A negative amount (a count given back after a flush took it) only lowers what is
+    # there, never below zero.
     for key_id in sorted(per_key):
         APIKey.objects.filter(pk=key_id).update(
             usage_count=Greatest(F("usage_count") + per_key[key_id], 0)
@@ -112,29 +113,43 @@ class UsageCounter:
         self._counts: Counter[tuple[str, date]] = Counter()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
+        self._day: tuple[float, float, date] = (0.0, 0.0, date.min)  # [start, end) and its day
 
     def record(self, key_id: str, amount: int = 1) -> None:
-        """Count `amount` requests made with the key now."""
+        """Count `amount` requests made with the key now, in this process: no wait."""
         flusher.ensure_started()
-        day = utc_day(self.clock())
-        client = redis_client(self.cache)
-        if client is not None:
-            try:
-                client.hincrby(self._pending_name(), self._field(key_id, day), amount)
-                return
-            except Exception:  # Redis is down: keep the count here rather than lose it
-                logger.warning("Shared cache unreachable; counting usage in this process.")
+        now = self.clock()
+        start, end, day = self._day
+        if not start <= now < end:  # a new UTC day (or a clock a test moved)
+            day = utc_day(now)
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+            self._day = (start, start + 86400, day)
         with self._lock:
             self._counts[(key_id, day)] += amount
 
-    def shared_command(self, key_id: str, amount: int = 1) -> tuple[Any, ...]:
-        """Return the raw Redis command that counts like record() does (shared cache only).
+    def send(self) -> int:
+        """Move this process's counts into the shared Redis hash; return how many requests.
 
-        For the request's one round trip (apikeys/roundtrip.py); the caller sends it.
+        With another cache, or when Redis does not answer, they stay here for the flush.
         """
-        flusher.ensure_started()
-        field = self._field(key_id, utc_day(self.clock()))
-        return ("HINCRBY", self._pending_name(), field, amount)
+        client = redis_client(self.cache)
+        if client is None:
+            return 0
+        batch = self._take_local()
+        if not batch:
+            return 0
+        pending = self._pending_name()
+        try:
+            pipe = client.pipeline(transaction=False)
+            for (key_id, day), amount in batch.items():
+                pipe.hincrby(pending, self._field(key_id, day), amount)
+            pipe.execute()
+        except Exception:
+            logger.warning("Shared cache unreachable; usage stays in this process for now.")
+            with self._lock:
+                self._counts.update(batch)
+            return 0
+        return sum(batch.values())
 
     def pending(self) -> Counter[tuple[str, date]]:
         """Return what is gathered and not yet written (this process and the shared hash)."""
@@ -224,11 +239,64 @@ class UsageCounter:
             self._counts.update(batch)
 
 
-class BackgroundFlusher:
-    """Run the flushes every few seconds in a daemon thread, started lazily once per process."""
+class LastUseLog:
+    """The last use of each key, gathered in the process and written with the usage flush.
 
-    def __init__(self, flushes: list[Callable[[], Any]]) -> None:
+    `last_used_at` moves on a key's first use and then at most once a minute
+    (authentication decides when, from its cached copy); the write is a batch of
+    conditional UPDATEs, so two processes never move it backwards.
+    """
+
+    refresh = timedelta(minutes=1)
+
+    def __init__(self) -> None:
+        self._uses: dict[str, tuple[datetime, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, key_id: str, when: datetime, address: str | None) -> None:
+        """Note a use of the key at `when` from `address`: no wait."""
+        flusher.ensure_started()
+        with self._lock:
+            self._uses[key_id] = (when, address)
+
+    def flush(self) -> int:
+        """Write the last uses gathered; return how many keys."""
+        with self._lock:
+            uses, self._uses = self._uses, {}
+        if not uses:
+            return 0
+        try:
+            with transaction.atomic():
+                for key_id, (when, address) in sorted(uses.items()):
+                    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=when - self.refresh)
+                    APIKey.objects.filter(stale, pk=key_id).update(
+                        last_used_at=when, last_used_ip=address
+                    )
+        except Exception:
+            logger.exception("Could not write last uses; keeping them for the next flush.")
+            with self._lock:
+                for key_id, use in uses.items():
+                    self._uses.setdefault(key_id, use)
+            return 0
+        return len(uses)
+
+    def discard(self) -> None:
+        with self._lock:
+            self._uses.clear()
+
+
+class BackgroundFlusher:
+    """Send and flush in one daemon thread per process, started lazily on first use.
+
+    Every `send_interval` (`KEYWARD_COUNTER_SEND_SECONDS`) it runs the sends —
+    what this process gathered goes to Redis, where every process sees it — and
+    every `interval` (`KEYWARD_USAGE_FLUSH_SECONDS`) the flushes to the database.
+    With an interval of 0 there is no thread: only a shutdown (or a test) flushes.
+    """
+
+    def __init__(self, flushes: list[Callable[[], Any]], sends: list[Callable[[], Any]]) -> None:
         self.flushes = flushes
+        self.sends = sends
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -238,9 +306,13 @@ class BackgroundFlusher:
     def interval(self) -> float:
         return float(getattr(settings, "KEYWARD_USAGE_FLUSH_SECONDS", 2.0))
 
+    @property
+    def send_interval(self) -> float:
+        return min(float(getattr(settings, "KEYWARD_COUNTER_SEND_SECONDS", 0.25)), self.interval)
+
     def ensure_started(self) -> None:
         """Start the thread on first use in this process (a forked worker starts its own)."""
-        if self._pid == os.getpid():
+        if self._pid == current_pid():
             return
         with self._lock:
             if self._pid == os.getpid():
@@ -256,17 +328,29 @@ class BackgroundFlusher:
             self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.flush_now()
-            close_old_connections()
+        next_flush = time.monotonic() + self.interval
+        while not self._stop.wait(self.send_interval):
+            self.send_now()
+            if time.monotonic() >= next_flush:
+                self.flush_now()
+                close_old_connections()
+                next_flush = time.monotonic() + self.interval
+
+    def send_now(self) -> None:
+        """Run every send once; log, never raise."""
+        self._run_all(self.sends, "A background send failed.")
 
     def flush_now(self) -> None:
         """Run every flush once; log, never raise (this runs in threads and at exit)."""
-        for flush in self.flushes:
+        self._run_all(self.flushes, "A background flush failed.")
+
+    @staticmethod
+    def _run_all(tasks: list[Callable[[], Any]], failure: str) -> None:
+        for task in tasks:
             try:
-                flush()
+                task()
             except Exception:
-                logger.exception("A background flush failed.")
+                logger.exception(failure)
 
     def stop(self) -> None:
         """Stop the thread (tests); the next use in this process starts another."""
@@ -289,18 +373,50 @@ def _flush_activity() -> None:
     key_activity.flush()
 
 
+def _send_invalid_keys() -> None:
+    from apikeys.authentication import APIKeyAuthentication
+
+    APIKeyAuthentication.invalid_key_guard.send()
+
+
+def _keep_quota_budgets() -> None:
+    from apikeys.throttling import quota_budgets
+
+    quota_budgets.maintain()
+
+
+def _keep_rate_slices() -> None:
+    from apikeys.throttling import rate_slices
+
+    rate_slices.maintain()
+
+
 def flush_all() -> None:
     """Write every count this process holds or can claim, even this minute's; at shutdown."""
     from apikeys.abuse import failed_attempts
+    from apikeys.throttling import quota_budgets, rate_slices
 
     final = BackgroundFlusher(
-        [usage_counter.flush, lambda: failed_attempts.flush(everything=True), _flush_activity]
+        [
+            usage_counter.flush,
+            last_uses.flush,
+            lambda: failed_attempts.flush(everything=True),
+            quota_budgets.give_back_all,
+            rate_slices.give_back_all,
+            _flush_activity,
+        ],
+        [_send_invalid_keys],
     )
+    final.send_now()
     final.flush_now()
 
 
 usage_counter = UsageCounter()
-flusher = BackgroundFlusher([usage_counter.flush, _flush_failed_attempts, _flush_activity])
+last_uses = LastUseLog()
+flusher = BackgroundFlusher(
+    [usage_counter.flush, last_uses.flush, _flush_failed_attempts, _flush_activity],
+    [usage_counter.send, _send_invalid_keys, _keep_quota_budgets, _keep_rate_slices],
+)
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.targets import print_targets
 from harness import Gunicorn, bench_env, database_name, manage, redis_url
 from harness.environment import admin_url
 from harness.postgres import recreate_database
@@ -307,6 +308,8 @@ def main() -> int:
         "queries/req and writes/req: SQL statements per request over the whole run, "
         "warm-up included."
     )
+    print()
+    print_targets({g.name: g.rounds for g in rows})
     if args.json:
         args.json.write_text(json.dumps({g.name: g.rounds for g in rows}, indent=2))
     return 0

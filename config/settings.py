@@ -128,6 +128,11 @@ else:
         }
     }
 CACHES["default"].setdefault("KEY_PREFIX", env.str("CACHE_KEY_PREFIX", default="kw"))
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # A Redis that stops answering costs a request at most this wait, then counts as down
+    # (the callers fall back); without a timeout a silent Redis would hang the request.
+    CACHES["default"].setdefault("OPTIONS", {}).setdefault("socket_timeout", 1.0)
+    CACHES["default"]["OPTIONS"].setdefault("socket_connect_timeout", 1.0)
 
 AUTH_USER_MODEL = "orgs.User"
 # Email login, throttled per (account, address) and per address, verified people only.
@@ -267,6 +272,13 @@ KEYWARD_GITHUB_KEYS_URL = env.str(
 KEYWARD_USAGE_FLUSH_SECONDS = env.float("KEYWARD_USAGE_FLUSH_SECONDS", default=2.0)
 # Per key and hour: addresses, routes and outcomes, for leak investigations (docs/leaks.md).
 KEYWARD_KEY_ACTIVITY = env.bool("KEYWARD_KEY_ACTIVITY", default=True)
+# What a process gathers (usage, invalid keys, quota slices) goes to Redis this often: a
+# process killed without a graceful stop loses at most this much of its usage counts.
+KEYWARD_COUNTER_SEND_SECONDS = env.float("KEYWARD_COUNTER_SEND_SECONDS", default=0.25)
+# With Redis, a process trusts its cached keys only under a lease this long, renewed four
+# times per lease; a change waits at most this long for a process that stopped answering
+# (docs/architecture-invalidation.md).
+KEYWARD_LEASE_SECONDS = env.float("KEYWARD_LEASE_SECONDS", default=2.0)
 KEYWARD_SCOPES = {
     "keys:read": "List and read the organisation's API keys.",
     "keys:write": "Create, update, rotate and revoke API keys.",

@@ -12,3 +12,8 @@ application = get_wsgi_application()
 from apikeys.usage import install_shutdown_flush  # noqa: E402
 
 install_shutdown_flush()
+
+# With Redis, take this process's lease now, so that its first requests can use its cache.
+from apikeys.cache import verified_keys  # noqa: E402
+
+verified_keys.trusted()

@@ -8,18 +8,29 @@ import pytest
 from django.core.cache.backends.redis import RedisCache
 
 from apikeys.abuse import failed_attempts
-from apikeys.usage import flusher, usage_counter
+from apikeys.authentication import APIKeyAuthentication
+from apikeys.throttling import quota_budgets, rate_slices
+from apikeys.usage import flusher, last_uses, usage_counter
+
+GATHERED = (
+    usage_counter,
+    last_uses,
+    failed_attempts,
+    APIKeyAuthentication.invalid_key_guard,
+    quota_budgets,
+    rate_slices,
+)
 
 
 @pytest.fixture(autouse=True)
 def _clean_usage_buffers():
     """Start every test with nothing gathered in this process, and no flusher thread."""
-    usage_counter.discard()
-    failed_attempts.discard()
+    for gathered in GATHERED:
+        gathered.discard()
     yield
     flusher.stop()
-    usage_counter.discard()
-    failed_attempts.discard()
+    for gathered in GATHERED:
+        gathered.discard()
 
 
 @pytest.fixture

@@ -90,11 +90,38 @@ def test_an_ipv6_client_is_counted_by_its_64(client, db, clock):
 
 
 def test_the_guard_is_shared_through_redis(redis_cache, clock):
+    """Two processes count in their own memory; what their senders bring back is shared."""
     one, two = InvalidKeyGuard(), InvalidKeyGuard()
     one.cache = two.cache = redis_cache
-    waits = [(one if i % 2 else two).failed("192.0.2.1") for i in range(21)]
+    waits = []
+    for i in range(21):
+        waits.append((one if i % 2 else two).failed("192.0.2.1"))
+        if i % 4 == 3:  # the background senders' turn
+            one.send()
+            two.send()
     assert waits[:20] == [None] * 20
     assert waits[20] is not None
+    one.send()
+    two.send()
+    assert one.failed("192.0.2.1") is not None  # both refuse once they have heard
+
+
+def test_before_the_counts_meet_each_process_holds_its_own_limit(redis_cache, clock):
+    """The bound until a send: at most 20 past the limit per process, within one interval."""
+    one, two = InvalidKeyGuard(), InvalidKeyGuard()
+    one.cache = two.cache = redis_cache
+    assert [one.failed("192.0.2.2") for _ in range(20)] == [None] * 20
+    assert [two.failed("192.0.2.2") for _ in range(20)] == [None] * 20  # not heard yet
+    assert one.failed("192.0.2.2") is not None
+    assert two.failed("192.0.2.2") is not None
+    one.send()
+    two.send()
+    three = InvalidKeyGuard()
+    three.cache = redis_cache
+    three.send()  # a third process has nothing to send and hears nothing yet …
+    assert three.failed("192.0.2.2") is None  # … so its first failure goes through …
+    three.send()
+    assert three.failed("192.0.2.2") is not None  # … and once it heard, it refuses
 
 
 @pytest.mark.parametrize(

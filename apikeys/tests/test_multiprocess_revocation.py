@@ -175,7 +175,10 @@ def test_a_revoked_key_is_refused_by_every_worker(served):
     _warm(server, "/bench/keyward", key["token"])
     assert _call(server, "POST", f"/api/v1/keys/{key['id']}/revoke", manager, {}) == 200
     answers = _everywhere(server, "/bench/keyward", key["token"])
-    assert _codes(answers) == {(401, "invalid_key")}
+    # Past 20 invalid keys a minute from one address, the refusal is a 429 (the
+    # address waits); it is decided only after the key itself was refused.
+    assert (401, "invalid_key") in _codes(answers)
+    assert _codes(answers) <= {(401, "invalid_key"), (429, "rate_limited")}
 
 
 @pytest.mark.django_db

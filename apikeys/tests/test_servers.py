@@ -7,6 +7,8 @@ open, so these tests run on PostgreSQL only.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -97,3 +99,37 @@ def test_a_graceful_shutdown_writes_the_usage_gathered_in_the_process(servers, o
     assert APIKey.objects.get(pk=key.pk).usage_count == 0  # nothing written yet
     server.stop()  # checked: a clean exit status
     assert APIKey.objects.get(pk=key.pk).usage_count == 7, server.output()
+
+
+@pytest.mark.parametrize("stop", ["killed before a send", "killed after sends", "graceful"])
+def test_what_a_stopped_worker_loses_is_exactly_what_it_had_not_sent(
+    servers, org, make_key, redis_url, redis_cache, stop
+):
+    """With Redis, a worker's counts are in its memory until its next send (docs/README-usage.md).
+
+    SIGKILL loses exactly the requests answered since the last send; a graceful stop
+    (SIGTERM) sends and writes everything.
+    """
+    from apikeys.usage import UsageCounter
+
+    key, token = make_key(org)
+    send = "0.2" if stop == "killed after sends" else "3600"
+    server = servers(
+        "gunicorn",
+        REDIS_URL=redis_url,
+        CACHE_KEY_PREFIX=redis_cache.key_prefix,
+        KEYWARD_USAGE_FLUSH_SECONDS="3600",
+        KEYWARD_COUNTER_SEND_SECONDS=send,
+    )
+    assert [server.get("/api/v1/whoami", token).status for _ in range(7)] == [200] * 7
+    time.sleep(1.0)  # five sends when they are on
+    if stop == "graceful":
+        server.stop()
+    else:
+        for worker in server.worker_pids():
+            os.kill(worker, signal.SIGKILL)
+    counter = UsageCounter()  # any process may write what reached Redis
+    counter.cache = redis_cache
+    counter.flush()
+    expected = 0 if stop == "killed before a send" else 7
+    assert APIKey.objects.get(pk=key.pk).usage_count == expected, server.output()

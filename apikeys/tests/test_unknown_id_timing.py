@@ -39,7 +39,7 @@ def test_an_unknown_id_and_a_wrong_secret_cost_the_same(org, make_key, client):
     # The key is in use: this process has it cached, as a busy server would.
     for _ in range(2):
         assert client.get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
-    assert verified_keys.peek(key.id) is not None
+    assert verified_keys.get(key.id) is not None
     wrong_secret = tokens.generate(key.environment, key_id=key.id).token
     unknown_id = tokens.generate(key.environment).token
     known_cost = refuse(wrong_secret)

@@ -118,6 +118,7 @@ def test_two_processes_flushing_one_redis_never_write_a_count_twice(org, make_ke
     one.cache = two.cache = redis_cache
     for _ in range(500):
         (one if _ % 2 else two).record(key.pk)
+    assert one.send() + two.send() == 500  # both processes' counts meet in the Redis hash
     written = []
     barrier = threading.Barrier(2)
 

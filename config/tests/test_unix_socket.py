@@ -131,6 +131,7 @@ def seeded():
         env = production_env(
             DATABASE_URL=f"sqlite:///{directory / 'db.sqlite3'}",
             DJANGO_SETTINGS_MODULE="config.settings_test",
+            KEYWARD_USAGE_FLUSH_SECONDS="0.5",  # last uses are written with the usage batches
         )
         manage(env, "migrate", "--no-input")
         manage(env, "createorg", "sock", "--name", "Sock", "--owner", "owner@example.com")
@@ -194,8 +195,13 @@ def test_the_forwarded_address_passes_an_allowlist_and_is_recorded(trusted, seed
     )
     refused = trusted.request("GET", "/api/v1/whoami", token=token, forwarded="198.51.100.5")
     assert refused.status == 403 and refused.json()["error"]["code"] == "ip_not_allowed"
-    key = trusted.request("GET", f"/api/v1/keys/{key_id}", token=admin, forwarded="192.0.2.1")
-    assert key.json()["last_used_ip"] == "203.0.113.5"
+
+    # The last use is written with the usage batches, every couple of seconds.
+    def recorded() -> bool:
+        key = trusted.request("GET", f"/api/v1/keys/{key_id}", token=admin, forwarded="192.0.2.1")
+        return key.json()["last_used_ip"] == "203.0.113.5"
+
+    assert wait_until(recorded, 15, 0.5)
 
 
 def test_an_allow_everything_list_admits_forwarded_clients(trusted, seeded):
