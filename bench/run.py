@@ -47,7 +47,7 @@ GUNICORN_ARGS = ["--log-level", "warning", "--keep-alive", "5"]
 @dataclass
 class Guard:
     name: str
-    server: str  # "pooled" or "fresh"
+    server: str  # "pooled", "quiet" (key activity off) or "fresh"
     path: str
     credential: str | None  # key of the seed JSON, or None
     scheme: str = "Bearer"
@@ -62,6 +62,9 @@ def guards(include_fresh: bool) -> list[Guard]:
             "Keyward, org with a webhook on every event", "pooled", "/bench/keyward", "webhooked"
         ),
         Guard("Keyward, rate-limited key", "pooled", "/bench/keyward-limited", "limited"),
+        # The same unlimited key on a server that gathers no key activity: the row above
+        # against this one is what the activity costs.
+        Guard("Keyward, unlimited key, activity off", "quiet", "/bench/keyward", "unlimited"),
         Guard("DRF TokenAuthentication", "pooled", "/bench/drf-token", "drf_token", "Token"),
         Guard(
             "djangorestframework-api-key", "pooled", "/bench/drf-api-key", "drf_api_key", "Api-Key"
@@ -256,7 +259,12 @@ def main() -> int:
     stats_root = Path(tempfile.mkdtemp(prefix="kw-bench-"))
     servers: dict[str, Gunicorn] = {}
     try:
-        for name, extra in (("pooled", {}), ("fresh", {"DATABASE_POOL": "0", "CONN_MAX_AGE": "0"})):
+        kinds = (
+            ("pooled", {}),
+            ("quiet", {"KEYWARD_KEY_ACTIVITY": "0"}),
+            ("fresh", {"DATABASE_POOL": "0", "CONN_MAX_AGE": "0"}),
+        )
+        for name, extra in kinds:
             if name == "fresh" and args.no_fresh:
                 continue
             (stats_root / name).mkdir()
