@@ -182,6 +182,27 @@ def test_a_revoked_key_is_refused_by_every_worker(served):
 
 
 @pytest.mark.django_db
+def test_a_key_reported_as_leaked_is_refused_by_every_worker(served):
+    """Anyone's report (docs/leaks.md) revokes a real key for every process at once."""
+    server, seed, _ = served
+    key = seed["limited"]
+    _warm(server, "/bench/keyward", key["token"])
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        body = json.dumps({"credentials": ["not a key", key["token"]]})
+        conn.request(
+            "POST", "/api/v1/credentials/revoke", body, {"Content-Type": "application/json"}
+        )
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (202, b'{"status":"accepted"}')
+    finally:
+        conn.close()
+    answers = _everywhere(server, "/bench/keyward", key["token"])
+    assert (401, "invalid_key") in _codes(answers)
+    assert _codes(answers) <= {(401, "invalid_key"), (429, "rate_limited")}
+
+
+@pytest.mark.django_db
 def test_a_removed_scope_is_missing_in_every_worker(served):
     server, seed, _ = served
     key, manager = seed["target"], seed["manager"]["token"]
