@@ -146,20 +146,32 @@ def _address_allowed(address: str | None, blocks: list[str]) -> bool:
 _UNKNOWN_KEY_HASH = "-" * 64
 
 
-def _secret_may_match(cache: Any, parsed: tokens.ParsedToken) -> bool:
-    """Return False for a wrong secret, at the cost an unknown key id has: one lookup.
+def _cached_or_loaded(cache: Any, parsed: tokens.ParsedToken) -> tuple[KeyState | None, bool, bool]:
+    """Return (state, matches, needs_upgrade): the key's state and whether the secret matches.
 
-    An unknown id always costs a database lookup, and a key this process has
-    cached would cost none; then the time of a 401 would tell which ids exist. So
-    a secret that does not match the cached hash is checked against the database,
-    as an unknown id is, before it is refused (the row may also hold a newer hash).
+    One HMAC, and at most one lookup: a warm key with its secret costs no lookup.
+    An unknown id always costs a lookup, and a key this process has cached would
+    cost none; then the time of a 401 would tell which ids exist. So a secret that
+    does not match the cached hash is looked up, as an unknown id is, before it is
+    refused (the row may hold a newer hash), and an unknown id is compared against
+    a hash nothing matches: every refusal computes one HMAC after one lookup.
     """
     cached = cache.get(parsed.key_id)
-    stored = _UNKNOWN_KEY_HASH if cached is None else cached.key.secret_hash
-    if tokens.check_hash(parsed.token, stored)[0] or cached is None:
-        return True  # nothing cached: the lookup that follows costs what this one would
-    fresh = _load_state(parsed.key_id)
-    return fresh is not None and tokens.check_hash(parsed.token, fresh.key.secret_hash)[0]
+    if cached is not None:
+        matches, needs_upgrade = tokens.check_hash(parsed.token, cached.key.secret_hash)
+        if matches:
+            return cached, True, needs_upgrade
+        fresh = _load_state(parsed.key_id)
+        if fresh is None or fresh.key.secret_hash == cached.key.secret_hash:
+            return cached, False, False
+        return (fresh, *tokens.check_hash(parsed.token, fresh.key.secret_hash))
+    ticket = cache.ticket()
+    state = _load_state(parsed.key_id)
+    if state is None:
+        tokens.check_hash(parsed.token, _UNKNOWN_KEY_HASH)  # the work a known id costs
+        return None, False, False
+    cache.put(parsed.key_id, state.key.organization_id, ticket, state)
+    return (state, *tokens.check_hash(parsed.token, state.key.secret_hash))
 
 
 class APIKeyAuthentication(BaseAuthentication):
@@ -196,18 +208,13 @@ class APIKeyAuthentication(BaseAuthentication):
     def authenticate_token(self, request, parsed: tokens.ParsedToken) -> tuple[Any, APIKey]:
         """Check a well-formed token against its key and the key's state."""
         now = timezone.now()
-        if not _secret_may_match(self.cache, parsed):
-            request_state(request).key_id = parsed.key_id  # cached, so known: its activity
-            return self._reject(request, InvalidKey())
-        state = self._state(parsed.key_id)
+        state, matches, needs_upgrade = _cached_or_loaded(self.cache, parsed)
         if state is None:
-            tokens.check_hash(parsed.token, _UNKNOWN_KEY_HASH)  # the work a known id costs
+            return self._reject(request, InvalidKey())
+        request_state(request).key_id = state.key.pk  # known: its activity counts the refusal
+        if not matches or state.key.environment != parsed.environment:
             return self._reject(request, InvalidKey())
         key = _request_copy(state.key)
-        request_state(request).key_id = key.pk
-        matches, needs_upgrade = tokens.check_hash(parsed.token, key.secret_hash)
-        if not matches or key.environment != parsed.environment:
-            return self._reject(request, InvalidKey())
         if needs_upgrade:
             self._upgrade_hash(key, parsed.token)
         status = key.status_at(now)
@@ -231,21 +238,6 @@ class APIKeyAuthentication(BaseAuthentication):
             )
         self._touch(request, key, address, now)
         return state.user(), key
-
-    def _state(self, key_id: str) -> KeyState | None:
-        """Return the key's state from this process's cache when it may trust it, else the database.
-
-        A warm request costs no query and no round trip (apikeys/cache.py). The state
-        is shared: the request works on a copy of its key (`_request_copy`).
-        """
-        cached = self.cache.get(key_id)
-        if cached is not None:
-            return cached
-        ticket = self.cache.ticket()
-        state = _load_state(key_id)
-        if state is not None:
-            self.cache.put(key_id, state.key.organization_id, ticket, state)
-        return state
 
     def _reject(self, request, error: KeywardError):
         key_refused(request, error)

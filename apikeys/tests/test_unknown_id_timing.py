@@ -46,3 +46,29 @@ def test_an_unknown_id_and_a_wrong_secret_cost_the_same(org, make_key, client):
     unknown_cost = refuse(unknown_id)
     assert known_cost == unknown_cost
     assert known_cost[0] == 1  # one lookup each
+
+
+def test_a_warm_key_with_its_secret_costs_one_hmac_and_no_lookup(org, make_key, client):
+    _key, token = make_key(org, scopes=["keys:read"])
+    assert client.get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    django_request = RequestFactory().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {token}")
+    django_request.client_ip = "192.0.2.10"
+    with (
+        CaptureQueriesContext(connection) as queries,
+        mock.patch.object(tokens, "hash_token", wraps=tokens.hash_token) as hmacs,
+    ):
+        user, authenticated = APIKeyAuthentication().authenticate(Request(django_request))
+    assert authenticated.pk == _key.pk
+    assert (len(queries), hmacs.call_count) == (0, 1)
+
+
+def test_a_secret_newer_than_the_cached_hash_is_checked_against_the_row(org, make_key, client):
+    """The database is the truth: a hash changed behind this process's cache still counts."""
+    key, token = make_key(org, scopes=["keys:read"])
+    assert client.get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    newer = tokens.generate(key.environment, key_id=key.id).token
+    type(key).objects.filter(pk=key.pk).update(secret_hash=tokens.hash_token(newer))
+    assert verified_keys.get(key.id).key.secret_hash == tokens.hash_token(token)  # still cached
+    response = client.get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {newer}")
+    assert response.status_code == 200
+    assert response.json()["key"]["id"] == key.id
