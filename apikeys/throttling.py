@@ -40,32 +40,44 @@ def effective_rate(key: APIKey) -> tuple[Rate, str] | None:
         return None
 
 
-# GCRA (the generic cell rate algorithm). KEYS[1] holds the key's theoretical arrival time
-# (TAT, ms); ARGV now ms, emission interval T = period / limit (ms), period P (ms), how many
-# requests to let through (0: only look), and how many units taken earlier to give back
-# first. A request conforms when TAT + T - P <= now; up to `want` conforming ones are
-# taken at once. Returns {taken, remaining, ms until the budget is whole again, ms until
-# the next request may go}.
+# GCRA (the generic cell rate algorithm), kept as the budget's *level*: how many requests
+# are outstanding at a time stamp. Each request adds exactly one, and the level drains
+# by limit/period per second. Equivalent to a theoretical arrival time, TAT = stamp +
+# level·period/limit, but exact where an absolute TAT was not: N requests at one
+# instant always make a level of exactly N, whatever N and the period (a TAT of
+# 1.7e12 ms in a double cannot carry an interval of a few µs, and a 60/s key was let
+# through 59 times). A request conforms when level + 1 <= limit; up to `want` are
+# taken at once, after giving `back` units taken earlier. A clock behind the stamp
+# (another host's) drains nothing and leaves the stamp where it is. The Lua script
+# below is the same computation on Redis: KEYS[1] holds "stamp:level" (stamp in ms);
+# ARGV now (ms), period (ms), limit, want, back. Both return {taken, remaining, ms
+# until the budget is whole again, ms until the next request may go}.
+GCRA_SLACK = 1e-9  # of one request: rounding in the drain never costs a whole one
+
 GCRA_LUA = """
-local now, t, p = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, p, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local want, back = tonumber(ARGV[4]), tonumber(ARGV[5] or '0')
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if back > 0 then tat = tat - back * t end
-if tat < now then tat = now end
-local taken = math.min(want, math.floor((now + p - tat) / t + 1e-6))
-if want == 0 or taken < 1 then
-  if back > 0 then
-    redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.max(1, math.ceil(tat - now)))
+local stamp, level = now, 0
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local s, l = string.match(stored, '^([^:]+):(.+)$')
+  stamp, level = tonumber(s), tonumber(l)
+  if now > stamp then
+    level = math.max(0, level - (now - stamp) * limit / p)
+    stamp = now
   end
-  local retry = 0
-  if want > 0 then retry = tat + t - p - now end
-  return {0, math.floor((p - (tat - now)) / t + 1e-6), string.format('%.3f', tat - now),
-          string.format('%.3f', retry)}
 end
-local new_tat = tat + taken * t
-redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
-return {taken, math.floor((p - (new_tat - now)) / t + 1e-6),
-        string.format('%.3f', new_tat - now), 0}
+level = math.max(0, level - back)
+local taken = math.max(0, math.min(want, math.floor(limit - level + 1e-9)))
+level = level + taken
+local retry = 0
+if want > 0 and taken < 1 then retry = (level + 1 - limit) * p / limit end
+if taken > 0 or back > 0 then
+  redis.call('SET', KEYS[1], string.format('%.17g:%.17g', stamp, level),
+             'PX', math.max(1, math.ceil(level * p / limit + (stamp - now))))
+end
+return {taken, math.floor(limit - level + 1e-9), string.format('%.3f', level * p / limit),
+        string.format('%.3f', retry)}
 """
 _gcra = Script(GCRA_LUA)
 
@@ -78,19 +90,31 @@ class Verdict:
     retry_after: int  # seconds until the next request may go (0 when allowed)
 
 
-def gcra(tat: float | None, now: float, rate: Rate, count: bool) -> tuple[Verdict, float | None]:
-    """Decide one request against a stored TAT (seconds); return the verdict and the new TAT."""
-    emission = rate.period / rate.limit
-    tat = max(tat or now, now)
-    if not count:
-        return Verdict(
-            True, math.floor((rate.period - (tat - now)) / emission), _up(tat - now), 0
-        ), None
-    new_tat = tat + emission
-    if new_tat - rate.period > now + 1e-9:
-        return Verdict(False, 0, _up(tat - now), _up(new_tat - rate.period - now)), None
-    remaining = math.floor((rate.period - (new_tat - now)) / emission + 1e-9)
-    return Verdict(True, remaining, _up(new_tat - now), 0), new_tat
+def gcra(
+    stored: tuple[float, float] | None, now: float, rate: Rate, want: int, back: int = 0
+) -> tuple[int, Verdict, tuple[float, float] | None]:
+    """Take up to `want` requests from a stored (stamp, level); the local-memory GCRA_LUA.
+
+    Returns how many were taken, the verdict, and the state to store (None: unchanged).
+    """
+    stamp, level = now, 0.0
+    if stored is not None:
+        stamp, level = stored
+        if now > stamp:
+            level = max(0.0, level - (now - stamp) * rate.limit / rate.period)
+            stamp = now
+    level = max(0.0, level - back)
+    taken = max(0, min(want, math.floor(rate.limit - level + GCRA_SLACK)))
+    level += taken
+    per_request = rate.period / rate.limit
+    retry = (level + 1 - rate.limit) * per_request if want > 0 and taken < 1 else 0.0
+    verdict = Verdict(
+        allowed=taken >= 1 or want == 0,
+        remaining=math.floor(rate.limit - level + GCRA_SLACK),
+        reset=_up(level * per_request),
+        retry_after=_up(retry),
+    )
+    return taken, verdict, (stamp, level) if taken or back else None
 
 
 def _up(seconds: float) -> int:
@@ -113,7 +137,7 @@ class KeyRateThrottle(BaseThrottle):
 
     cache = default_cache
     timer = staticmethod(time.time)
-    cache_format = "keyward:gcra:{key_id}:{period}:{limit}"
+    cache_format = "keyward:rate:{key_id}:{period}:{limit}"
     _local_lock = threading.Lock()
     slices: RateSlices  # set below the class: this process's slices of fast keys' budgets
 
@@ -154,9 +178,11 @@ class KeyRateThrottle(BaseThrottle):
                     return verdict  # from this process's slice: no round trip
             return self.take(name, rate, now, 1 if count else 0)[1]
         with self._local_lock:  # local memory: one process, the same algorithm
-            verdict, tat = gcra(self.cache.get(name), now, rate, count)
-            if tat is not None:
-                self.cache.set(name, tat, max(1, math.ceil(tat - now)))
+            _taken, verdict, state = gcra(self.cache.get(name), now, rate, 1 if count else 0)
+            if state is not None:
+                stamp, level = state
+                lifetime = level * rate.period / rate.limit + (stamp - now)
+                self.cache.set(name, state, max(1, math.ceil(lifetime)))
         return verdict
 
     def take(
@@ -167,10 +193,12 @@ class KeyRateThrottle(BaseThrottle):
         reply = commands.script(
             _gcra,
             [backend_of(self.cache).make_and_validate_key(name)],
-            [round(now * 1000, 3), rate.period * 1000 / rate.limit, rate.period * 1000, want, back],
+            [repr(now * 1000), rate.period * 1000, rate.limit, want, back],
         )
         taken, remaining, reset_ms, retry_ms = (float(v) for v in reply)
-        verdict = Verdict(taken >= 1, int(remaining), _up(reset_ms / 1000), _up(retry_ms / 1000))
+        verdict = Verdict(
+            taken >= 1 or want == 0, int(remaining), _up(reset_ms / 1000), _up(retry_ms / 1000)
+        )
         return int(taken), verdict
 
     def wait(self) -> float | None:
