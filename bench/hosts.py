@@ -41,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.revoke import answered_thrice, ask, cached_everywhere, request
-from bench.run import machine, run_wrk
+from bench.run import cpu_seconds, machine, run_wrk
 from config.rates import parse_rate
 from harness import (
     Gunicorn,
@@ -85,6 +85,10 @@ class Host:
         """Ask until every worker has answered `token` three times; return the answers."""
         workers = self.server.workers
         return self.ask(token, lambda answers: answered_thrice(answers, workers), pool)
+
+    def worker_cpu(self) -> float:
+        """CPU seconds (user + system) spent so far by this host's gunicorn workers."""
+        return sum(cpu_seconds(pid) for pid in self.server.worker_pids())
 
     def create_key(self, manager: str, **fields: Any) -> tuple[str, str]:
         status, _, _, body = self.call(
@@ -184,6 +188,7 @@ def throughput(hosts: list[Host], seed: dict, args: argparse.Namespace) -> dict:
     def load(group: list[Host], view: str, seconds: float) -> dict[str, dict]:
         path, credential = VIEWS[view]
         header = f"Authorization: Bearer {seed[credential]['token']}" if credential else None
+        before = {host.name: host.worker_cpu() for host in group}
         with ThreadPoolExecutor(len(group)) as pool:
             runs = {
                 host.name: pool.submit(
@@ -197,7 +202,11 @@ def throughput(hosts: list[Host], seed: dict, args: argparse.Namespace) -> dict:
                 )
                 for host in group
             }
-        return {name: run.result() for name, run in runs.items()}
+        figures = {name: run.result() for name, run in runs.items()}
+        for host in group:
+            spent = host.worker_cpu() - before[host.name]
+            figures[host.name]["cpu_us"] = spent * 1e6 / max(figures[host.name]["requests"], 1)
+        return figures
 
     rounds: dict[str, dict[str, list]] = {
         view: {"+".join(h.name for h in group): [] for group in scenarios} for view in VIEWS
@@ -213,6 +222,15 @@ def throughput(hosts: list[Host], seed: dict, args: argparse.Namespace) -> dict:
                 )
         print(f"  throughput round {number + 1}/{args.wrk_rounds} done", flush=True)
     return rounds
+
+
+def cpu_pressure() -> str:
+    """Return the machine's CPU pressure ("some", 60 s average, %): other work competing."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return "unknown"
+    return dict(field.split("=") for field in line.split()[1:]).get("avg60", "unknown")
 
 
 def main() -> int:
@@ -241,7 +259,7 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):  # leave through the finally blocks below
         signal.signal(sig, lambda number, _: sys.exit(128 + number))
 
-    started_at, began = datetime.now(UTC), time.monotonic()
+    started_at, began, pressure_before = datetime.now(UTC), time.monotonic(), cpu_pressure()
     print(
         f"Machine: {machine()}, shared by both hosts, PostgreSQL, Redis and wrk; "
         f"{args.workers} sync workers per host; lease {args.lease:g} s.",
@@ -318,6 +336,7 @@ def main() -> int:
         "budget": [slow, fast],
         "throughput": rates,
     }
+    results["cpu_pressure"] = {"before": pressure_before, "after": cpu_pressure()}
     report(results, args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
@@ -336,7 +355,11 @@ def report(results: dict, args: argparse.Namespace) -> None:
     revoked = results["revoke"]
     times = revoked["revoke_ms"]
     print()
-    print(f"Two hosts, {args.workers} sync workers each; started {results['started']}")
+    print(
+        f"Two hosts, {args.workers} sync workers each; started {results['started']}; "
+        f"CPU pressure (some, avg60) {results['cpu_pressure']['before']} % before, "
+        f"{results['cpu_pressure']['after']} % after"
+    )
     print()
     print("| revoke on one host, next requests on the other | |")
     print("|---|---:|")
@@ -360,9 +383,9 @@ def report(results: dict, args: argparse.Namespace) -> None:
     print(
         f"| throughput (wrk, {args.connections} connections per host, {args.wrk_rounds} × "
         f"{args.seconds} s; medians) "
-        "| host a req/s | a p99 ms | host b req/s | b p99 ms | sum req/s |"
+        "| host a req/s | a p99 ms | host b req/s | b p99 ms | sum req/s | worker CPU µs/req |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for view, scenarios in results["throughput"].items():
         for scenario, rounds in scenarios.items():
             cells = []
@@ -376,10 +399,15 @@ def report(results: dict, args: argparse.Namespace) -> None:
                 else:
                     cells += ["", ""]
             total = statistics.median(sum(r["rps"] for r in run.values()) for run in rounds)
+            cpu = statistics.median(
+                sum(r["cpu_us"] * r["requests"] for r in run.values())
+                / max(sum(r["requests"] for r in run.values()), 1)
+                for run in rounds
+            )
             label = {"a": "a alone", "b": "b alone", "a+b": "a and b at once"}[scenario]
             errors = sum(r["non_2xx"] + r["socket_errors"] for run in rounds for r in run.values())
             note = f" ({errors} errors)" if errors else ""
-            print(f"| {view}, {label}{note} | {' | '.join(cells)} | {total:,.0f} |")
+            print(f"| {view}, {label}{note} | {' | '.join(cells)} | {total:,.0f} | {cpu:.0f} |")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def run_wrk(
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """Return user + system CPU seconds of a process, 0 if it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -173,8 +173,8 @@ class CpuMeter:
         self.server = server
 
     def snapshot(self) -> tuple[float, float, float]:
-        workers = sum(_cpu_seconds(pid) for pid in self.server.worker_pids())
-        backends = sum(_cpu_seconds(pid) for pid in _backend_pids())
+        workers = sum(cpu_seconds(pid) for pid in self.server.worker_pids())
+        backends = sum(cpu_seconds(pid) for pid in _backend_pids())
         return workers, backends, _redis_cpu()
 
 
