@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ from harness import (
 from harness.netns import DEFAULT_SUBNET
 
 HOSTS = ("a", "b")
+Answers = dict[str, list[tuple[int, int]]]  # worker pid → [(status, queries), …]
 GUNICORN_ARGS = ["--log-level", "warning", "--keep-alive", "5"]
 SLICE_LIFETIME = 0.5  # apikeys.throttling.RateSlices.lifetime, documented in README-usage.md
 VIEWS = {
@@ -73,7 +75,7 @@ class Host:
     def call(self, method: str, path: str, token: str, body: dict | None = None) -> tuple:
         return request(self.server.port, method, path, token, body, host=self.address)
 
-    def ask(self, token: str, done, pool: ThreadPoolExecutor) -> dict[str, list[tuple[int, int]]]:
+    def ask(self, token: str, done: Callable[[Answers], bool], pool: ThreadPoolExecutor) -> Answers:
         return ask(self.server.port, token, done, pool, host=self.address)
 
     def warm(self, token: str, pool: ThreadPoolExecutor) -> None:
@@ -81,7 +83,7 @@ class Host:
         workers = self.server.workers
         self.ask(token, lambda answers: cached_everywhere(answers, workers), pool)
 
-    def ask_thrice(self, token: str, pool: ThreadPoolExecutor) -> dict[str, list[tuple[int, int]]]:
+    def ask_thrice(self, token: str, pool: ThreadPoolExecutor) -> Answers:
         """Ask until every worker has answered `token` three times; return the answers."""
         workers = self.server.workers
         return self.ask(token, lambda answers: answered_thrice(answers, workers), pool)
@@ -126,12 +128,14 @@ def revocations(hosts: list[Host], manager: str, rounds: int, pool: ThreadPoolEx
     }
 
 
-def spread(hosts: list[Host], token: str, threads: int, seconds: float | None, total: int = 0):
+def spread(
+    hosts: list[Host], token: str, threads: int, seconds: float | None, total: int = 0
+) -> tuple[dict[str, Counter[int]], float]:
     """Ask from both hosts at once, half the threads each: `total` requests, or for `seconds`.
 
     Returns (statuses per host, seconds from the first request sent to the last answer).
     """
-    statuses = {host.name: Counter() for host in hosts}
+    statuses: dict[str, Counter[int]] = {host.name: Counter() for host in hosts}
     lock = threading.Lock()
     sent = iter(range(total)) if total else None
     deadline = time.monotonic() + (seconds or 0)
