@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format check-deploy clean bench bench-scale bench-floor bench-all bench-revoke bench-profile
+.PHONY: run test lint format check-deploy clean bench bench-scale bench-floor bench-all bench-revoke bench-profile bench-hosts
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,11 @@ bench-profile: $(VENV)/.bench-installed
 ## bench-revoke: how long a revoke takes with four workers live, and with one frozen.
 bench-revoke: $(VENV)/.bench-installed
 	$(BIN)/python bench/revoke.py $(REVOKE_ARGS)
+
+## bench-hosts: two app hosts in network namespaces on one PostgreSQL and one Redis: a revoke
+## on one refused by the other, one rate budget, the throughput of each (root; skips otherwise).
+bench-hosts: $(VENV)/.bench-installed
+	$(BIN)/python bench/hosts.py $(HOSTS_ARGS)
 
 ## bench-scale: 1,000,000 keys and audit events in PostgreSQL; lookups and first pages.
 bench-scale: $(VENV)/.bench-installed

@@ -31,8 +31,16 @@ from harness import Gunicorn, bench_env, database_name, manage, redis_url
 from harness.postgres import recreate_database
 
 
-def request(port: int, method: str, path: str, token: str, body: dict | None = None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def request(
+    port: int,
+    method: str,
+    path: str,
+    token: str,
+    body: dict | None = None,
+    host: str = "127.0.0.1",
+):
+    """Send one request on a new connection; return status, worker pid, queries, JSON body."""
+    conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         conn.request(method, path, body=json.dumps(body or {}), headers=headers)
@@ -48,17 +56,38 @@ def request(port: int, method: str, path: str, token: str, body: dict | None = N
         conn.close()
 
 
-def ask(port: int, token: str, done, pool: ThreadPoolExecutor, deadline: float = 60):
+def ask(
+    port: int,
+    token: str,
+    done,
+    pool: ThreadPoolExecutor,
+    deadline: float = 60,
+    host: str = "127.0.0.1",
+) -> dict[str, list[tuple[int, int]]]:
+    """Ask /bench/keyward with `token`, 8 new connections at a time, until `done(answers)`.
+
+    Returns worker pid → [(status, queries), …].
+    """
     answers: dict[str, list[tuple[int, int]]] = defaultdict(list)
     give_up = time.monotonic() + deadline
     while not done(answers):
         if time.monotonic() > give_up:
             raise RuntimeError(f"workers reached: {sorted(answers)}")
         for status, pid, queries, _ in pool.map(
-            lambda _: request(port, "GET", "/bench/keyward", token), range(8)
+            lambda _: request(port, "GET", "/bench/keyward", token, host=host), range(8)
         ):
             answers[pid].append((status, queries))
     return answers
+
+
+def cached_everywhere(answers: dict[str, list[tuple[int, int]]], expected: int) -> bool:
+    """Whether `expected` workers have each answered at least once from cache (no query)."""
+    return sum(1 for rows in answers.values() if any(q == 0 for _, q in rows)) >= expected
+
+
+def answered_thrice(answers: dict[str, list[tuple[int, int]]], workers: int) -> bool:
+    """Whether each of `workers` workers has answered at least three times."""
+    return len(answers) == workers and all(len(rows) >= 3 for rows in answers.values())
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -114,11 +143,8 @@ def main() -> int:
         port = server.port
         workers = args.workers
 
-        def cached_everywhere(answers, expected: int) -> bool:
-            return sum(1 for rows in answers.values() if any(q == 0 for _, q in rows)) >= expected
-
         def thrice(answers) -> bool:
-            return len(answers) == workers and all(len(rows) >= 3 for rows in answers.values())
+            return answered_thrice(answers, workers)
 
         with ThreadPoolExecutor(8) as pool:
             ask(port, seed["unlimited"]["token"], lambda a: cached_everywhere(a, workers), pool)

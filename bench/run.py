@@ -28,8 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -82,10 +84,21 @@ LATENCY_RE = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(url: str, header: str | None, seconds: float, connections: int, threads: int) -> dict:
-    """Run wrk once against a loopback URL; return requests/s, p50 and p99 (ms), failures."""
-    if not url.startswith("http://127.0.0.1:"):
-        raise ValueError("the benchmark sends traffic to 127.0.0.1 only")
+def run_wrk(
+    url: str,
+    header: str | None,
+    seconds: float,
+    connections: int,
+    threads: int,
+    hosts: Collection[str] = ("127.0.0.1",),
+) -> dict:
+    """Run wrk once against a local URL; return requests/s, p50 and p99 (ms), failures.
+
+    `hosts` are the addresses the URL may name: loopback, or hosts of the benchmark's own
+    (bench/hosts.py's network namespaces).
+    """
+    if not url.startswith("http://") or urlsplit(url).hostname not in hosts:
+        raise ValueError(f"the benchmark sends traffic to {', '.join(hosts)} only")
     command = [
         "wrk",
         f"-t{threads}",
@@ -120,7 +133,7 @@ def run_wrk(url: str, header: str | None, seconds: float, connections: int, thre
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """Return user + system CPU seconds of a process, 0 if it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -160,8 +173,8 @@ class CpuMeter:
         self.server = server
 
     def snapshot(self) -> tuple[float, float, float]:
-        workers = sum(_cpu_seconds(pid) for pid in self.server.worker_pids())
-        backends = sum(_cpu_seconds(pid) for pid in _backend_pids())
+        workers = sum(cpu_seconds(pid) for pid in self.server.worker_pids())
+        backends = sum(cpu_seconds(pid) for pid in _backend_pids())
         return workers, backends, _redis_cpu()
 
 

@@ -10,7 +10,8 @@ load run all start their processes one way; it imports nothing of Keyward's.
 - `servers`: gunicorn (always with the repository's gunicorn.conf.py) and runserver,
   each in its own session;
 - `postgres`: throwaway PostgreSQL clusters, and kw_ databases on a shared server;
-- `redis_server`: throwaway Redis servers.
+- `redis_server`: throwaway Redis servers;
+- `netns`: hosts of their own on one machine, network namespaces behind a bridge.
 
 Every server is stopped with a signal, waited for, and checked (exit status,
 process gone, port closed); a stop that fails raises StopFailed.
@@ -19,6 +20,7 @@ process gone, port closed); a stop that fails raises StopFailed.
 from harness.base import ROOT, HarnessError, StartFailed, StopFailed, wait_until
 from harness.commands import CommandFailed, manage
 from harness.environment import bench_env, database_name, database_url, production_env, redis_url
+from harness.netns import HostNetwork, NamespaceUnavailable
 from harness.ports import NoFreePort, Port, reserve_port
 from harness.postgres import ThrowawayPostgres, postgres_bin
 from harness.redis_server import ThrowawayRedis, redis_server
@@ -30,7 +32,9 @@ __all__ = [
     "CommandFailed",
     "Gunicorn",
     "HarnessError",
+    "HostNetwork",
     "HttpServer",
+    "NamespaceUnavailable",
     "NoFreePort",
     "Port",
     "Runserver",

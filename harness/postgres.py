@@ -1,24 +1,31 @@
 """Throwaway PostgreSQL clusters (initdb into a temporary directory) and bench databases.
 
-A throwaway cluster listens on 127.0.0.1 only, on a port reserved for it until
-`destroy()`: a stop and start in the middle (a fault test) keep the port, and no
-other run of the harness can bind it meanwhile. Every `pg_ctl` call is checked:
+A throwaway cluster listens on one address (127.0.0.1 unless `host` says
+otherwise), on a port reserved for it until `destroy()`: a stop and start in the
+middle (a fault test) keep the port, and no other run of the harness can bind it
+meanwhile. Every `pg_ctl` call is checked:
 a failing start or stop raises with pg_ctl's output and the server's log, and a
 stop also checks that the postmaster is gone and the port closed.
 
 Run as root, the cluster's programs run as the `postgres` user (`runuser`):
 initdb and postgres refuse to run as root.
+
+A cluster on another address (`host`, e.g. a bridge that network namespaces reach)
+trusts the client networks in `clients` as well as loopback: a throwaway cluster
+holds nothing worth a password.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import ipaddress
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.base import HarnessError, StartFailed, StopFailed, wait_until
@@ -28,8 +35,8 @@ from harness.processes import pid_alive
 
 # A throwaway cluster needs no durability: without fsync a shutdown checkpoint or a
 # migration never waits for a disk that other work on the machine keeps busy.
+# listen_addresses is the cluster's `host`.
 THROWAWAY_SETTINGS = {
-    "listen_addresses": "127.0.0.1",
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
@@ -51,6 +58,10 @@ class ThrowawayPostgres:
     with ThrowawayPostgres() as cluster:  # create() … destroy()
         url = cluster.url                 # postgres://postgres@127.0.0.1:<port>/keyward
         cluster.stop("fast"); cluster.start()
+
+    `host` is the one address it listens on; `clients` are networks (CIDR) it trusts
+    besides loopback, e.g. `ThrowawayPostgres(host="10.201.0.1", clients=["10.201.0.0/24"])`
+    for servers in network namespaces behind a bridge.
     """
 
     def __init__(
@@ -60,7 +71,11 @@ class ThrowawayPostgres:
         database: str = "keyward",
         bin_dir: Path | None = None,
         timeout: float = 120,
+        host: str = "127.0.0.1",
+        clients: Sequence[str] = (),
     ) -> None:
+        self.host = str(ipaddress.ip_address(host))
+        self.clients = [str(ipaddress.ip_network(cidr)) for cidr in clients]
         self.bin_dir = bin_dir or postgres_bin()
         if self.bin_dir is None:
             raise HarnessError("PostgreSQL's initdb was not found")
@@ -77,7 +92,7 @@ class ThrowawayPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{self.database}"
+        return f"postgres://postgres@{self.host}:{self.port}/{self.database}"
 
     @property
     def data(self) -> Path:
@@ -127,10 +142,13 @@ class ThrowawayPostgres:
             shutil.chown(self.directory, "postgres", "postgres")
         try:
             self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-N")
+            if self.clients:
+                with (self.data / "pg_hba.conf").open("a") as rules:
+                    rules.writelines(f"host all all {cidr} trust\n" for cidr in self.clients)
             self.start()
             self._run(
                 "createdb",
-                *("-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", self.database),
+                *("-h", self.host, "-p", str(self.port), "-U", "postgres", self.database),
             )
         except BaseException:
             self.destroy()
@@ -150,8 +168,9 @@ class ThrowawayPostgres:
 
     def start(self) -> None:
         """Start the cluster and wait until it accepts connections (pg_ctl -w)."""
+        settings = {"listen_addresses": self.host, **THROWAWAY_SETTINGS}
         options = f"-p {self.port} -k {self.directory}" + "".join(
-            f" -c {name}={value}" for name, value in THROWAWAY_SETTINGS.items()
+            f" -c {name}={value}" for name, value in settings.items()
         )
         self._run(
             "pg_ctl",
@@ -159,8 +178,8 @@ class ThrowawayPostgres:
             *("-w", "-t", f"{self.timeout:.0f}", "start"),
             failure=StartFailed,
         )
-        if not is_listening(self.port):
-            raise StartFailed(f"PostgreSQL started but 127.0.0.1:{self.port} does not answer")
+        if not is_listening(self.port, self.host):
+            raise StartFailed(f"PostgreSQL started but {self.host}:{self.port} does not answer")
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the cluster (pg_ctl -m `mode`) and check that it is really down.
@@ -176,8 +195,8 @@ class ThrowawayPostgres:
         )
         if pid is not None and not wait_until(lambda: not pid_alive(pid), 10):
             raise StopFailed(f"pg_ctl stopped, but the postmaster {pid} still runs")
-        if not wait_until(lambda: not is_listening(self.port, timeout=0.5), 10):
-            raise StopFailed(f"PostgreSQL stopped, but 127.0.0.1:{self.port} still answers")
+        if not wait_until(lambda: not is_listening(self.port, self.host, timeout=0.5), 10):
+            raise StopFailed(f"PostgreSQL stopped, but {self.host}:{self.port} still answers")
 
     def destroy(self) -> None:
         """Stop the cluster if it runs, delete its directory and release its port.

@@ -1,13 +1,18 @@
-"""Throwaway Redis servers: no persistence, loopback only, on a reserved port.
+"""Throwaway Redis servers: no persistence, on one address (loopback by default), a reserved port.
 
 The port stays reserved from `start()` to `destroy()`, so a fault test can kill
 the server and start it again on the same address. `stop()` (SIGTERM) expects
 exit status 0, `kill()` (SIGKILL, a crash) expects death by that signal; both
 check that the server's process is gone and its port closed.
+
+On another address than loopback (`host`, e.g. a bridge that network namespaces
+reach), protected mode is off: without it, Redis refuses every client that does
+not come from loopback, and a throwaway server has no password to give.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import signal
 import socket
@@ -35,14 +40,17 @@ def ping(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
 
 
 class ThrowawayRedis(Child):
-    """A redis-server child on 127.0.0.1, without persistence."""
+    """A redis-server child on `host` (127.0.0.1 by default), without persistence."""
 
     name = "redis"
 
-    def __init__(self, *, port: Port | int | None = None, database: int = 0) -> None:
+    def __init__(
+        self, *, port: Port | int | None = None, database: int = 0, host: str = "127.0.0.1"
+    ) -> None:
         binary = redis_server()
         if binary is None:
             raise HarnessError("redis-server was not found")
+        self.host = str(ipaddress.ip_address(host))
         self._port = port
         self.database = database
         super().__init__([binary], env=base_env())
@@ -55,7 +63,7 @@ class ThrowawayRedis(Child):
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/{self.database}"
+        return f"redis://{self.host}:{self.port}/{self.database}"
 
     def start(self, timeout: float = 20) -> ThrowawayRedis:
         """Start redis-server (again, on the same port) and return once it answers PING."""
@@ -64,9 +72,11 @@ class ThrowawayRedis(Child):
         if self._port is None:
             self._port = reserve_port()
         self.close()  # the previous run's output file, if any
+        loopback = ipaddress.ip_address(self.host).is_loopback
         self.command = [
             self.command[0],
-            *("--port", str(self.port), "--bind", "127.0.0.1"),
+            *("--port", str(self.port), "--bind", self.host),
+            *("--protected-mode", "yes" if loopback else "no"),
             *("--save", "", "--appendonly", "no", "--daemonize", "no"),
         ]
         self.spawn()
@@ -76,7 +86,7 @@ class ThrowawayRedis(Child):
                 output = self.output()
                 self.close()
                 raise StartFailed(f"redis-server exited at start:\n{output}")
-            if ping(self.port):
+            if ping(self.port, self.host):
                 return self
             time.sleep(0.05)
         self.close()
@@ -87,7 +97,7 @@ class ThrowawayRedis(Child):
         self.close()
         if status != expected:
             raise StopFailed(f"redis-server {how}: exit status {status}, not {expected}\n{output}")
-        if not wait_until(lambda: not is_listening(self.port, timeout=0.5), 10):
+        if not wait_until(lambda: not is_listening(self.port, self.host, timeout=0.5), 10):
             raise StopFailed(f"redis-server {how}, but port {self.port} still answers")
 
     def stop(self, timeout: float = 20) -> None:

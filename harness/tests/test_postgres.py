@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import struct
 
 import psycopg
 import pytest
@@ -41,3 +43,27 @@ def test_a_stop_that_fails_is_reported_with_pg_ctls_words():
         assert wait_until(lambda: not cluster.running(), 10)
         with pytest.raises(StopFailed, match=r"pg_ctl .*stop exited with status 1"):
             cluster.stop("fast")
+
+
+def authenticated_from(source: str, host: str, port: int) -> bool:
+    """Send a startup message from address `source`; return whether the server lets us in."""
+    options = b"user\0postgres\0database\0keyward\0\0"
+    with socket.socket() as connection:
+        connection.bind((source, 0))
+        connection.settimeout(10)
+        connection.connect((host, port))
+        connection.sendall(struct.pack("!ii", 8 + len(options), 196608) + options)
+        kind, _, code = struct.unpack("!cii", connection.recv(9))
+    return kind == b"R" and code == 0  # AuthenticationOk; an error ("no pg_hba.conf entry") is E
+
+
+def test_a_cluster_on_another_address_listens_there_and_trusts_its_clients():
+    with ThrowawayPostgres(host="127.0.0.2", clients=["127.0.0.3/32"]) as cluster:
+        assert cluster.url == f"postgres://postgres@127.0.0.2:{cluster.port}/keyward"
+        with psycopg.connect(cluster.url) as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
+        assert not is_listening(cluster.port, "127.0.0.1")
+        assert authenticated_from("127.0.0.3", "127.0.0.2", cluster.port)
+        assert not authenticated_from("127.0.0.4", "127.0.0.2", cluster.port)
+        cluster.stop("fast")
+        assert not is_listening(cluster.port, "127.0.0.2")

@@ -40,3 +40,13 @@ def test_a_server_that_died_unexpectedly_is_reported_at_stop():
             server.stop()
     finally:
         server.destroy()
+
+
+def test_a_server_on_another_address_listens_there_only():
+    with ThrowawayRedis(host="127.0.0.2") as server:
+        assert server.url == f"redis://127.0.0.2:{server.port}/0"
+        assert ping(server.port, "127.0.0.2")
+        assert not is_listening(server.port, "127.0.0.1")
+        assert "--protected-mode" in server.command  # loopback: left on
+        assert server.command[server.command.index("--protected-mode") + 1] == "yes"
+    assert not is_listening(server.port, "127.0.0.2")
