@@ -12,8 +12,8 @@ host runs gunicorn (two sync workers) on bench.settings. Then, from here:
    asked from both hosts at once: how many 200s in all, against the documented bound
    (docs/README-usage.md): N + ⌊t·N/period⌋ in any t seconds, N + ⌊(t + 0.5 s)·N/period⌋
    for a sliced key; more than the bound fails the run;
-3. throughput: wrk against host a alone, b alone, and both at once, on the no-auth view
-   and on Keyward's with an unlimited key.
+3. throughput: wrk, from a third namespace (w, 10.201.0.4), against host a alone, b
+   alone, and both at once, on the no-auth view and on Keyward's with an unlimited key.
 
 Where network namespaces cannot be made (not root, no `ip`, a refusal by the kernel)
 it prints one line, "skipped: …", and exits 0. The namespaces, veths and bridge are
@@ -57,8 +57,14 @@ from harness import (
 from harness.netns import DEFAULT_SUBNET
 
 HOSTS = ("a", "b")
+# wrk sends from a namespace of its own, which reuses its TIME_WAIT ports at once
+# (tcp_tw_reuse=1, for this namespace only): gunicorn's sync workers close every
+# connection, and thousands a second through the bridge would otherwise use up the
+# 28,000 local ports within seconds, after which every connect waits (loopback is
+# spared by the kernel's default, tcp_tw_reuse=2).
+CLIENT = "w"
 Answers = dict[str, list[tuple[int, int]]]  # worker pid → [(status, queries), …]
-GUNICORN_ARGS = ["--log-level", "warning", "--keep-alive", "5"]
+GUNICORN_ARGS = ["--log-level", "warning"]
 SLICE_LIFETIME = 0.5  # apikeys.throttling.RateSlices.lifetime, documented in README-usage.md
 VIEWS = {
     "no authentication": ("/bench/none", None),
@@ -184,8 +190,8 @@ def budget(hosts: list[Host], manager: str, rate: str, **how: Any) -> dict:
     }
 
 
-def throughput(hosts: list[Host], seed: dict, args: argparse.Namespace) -> dict:
-    """wrk against each host alone and both at once, per view; every round's figures."""
+def throughput(hosts: list[Host], seed: dict, args: argparse.Namespace, client: list[str]) -> dict:
+    """wrk (run through `client`) against each host alone and both at once, per view."""
     addresses = [host.address for host in hosts]
     scenarios = [[host] for host in hosts] + [hosts]
 
@@ -203,6 +209,7 @@ def throughput(hosts: list[Host], seed: dict, args: argparse.Namespace) -> dict:
                     args.connections,
                     min(2, args.connections),
                     addresses,
+                    client,
                 )
                 for host in group
             }
@@ -271,7 +278,15 @@ def main() -> int:
     )
     with ExitStack() as stack:
         try:
-            network = stack.enter_context(HostNetwork(HOSTS, subnet=args.subnet))
+            network = stack.enter_context(HostNetwork((*HOSTS, CLIENT), subnet=args.subnet))
+            netns.ip(
+                "netns",
+                "exec",
+                network.namespace(CLIENT),
+                "sysctl",
+                "-qw",
+                "net.ipv4.tcp_tw_reuse=1",
+            )
         except NamespaceUnavailable as error:
             print(f"skipped: network namespaces cannot be made here: {error}")
             return 0
@@ -329,7 +344,7 @@ def main() -> int:
             hosts, manager, args.fast_rate, threads=args.threads, seconds=args.fast_seconds
         )
         print("  rate budgets done", flush=True)
-        rates = throughput(hosts, seed, args)
+        rates = throughput(hosts, seed, args, network.prefix(CLIENT))
 
     results = {
         "started": started_at.isoformat(timespec="seconds"),

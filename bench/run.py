@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -91,11 +91,13 @@ def run_wrk(
     connections: int,
     threads: int,
     hosts: Collection[str] = ("127.0.0.1",),
+    prefix: Sequence[str] = (),
 ) -> dict:
     """Run wrk once against a local URL; return requests/s, p50 and p99 (ms), failures.
 
     `hosts` are the addresses the URL may name: loopback, or hosts of the benchmark's own
-    (bench/hosts.py's network namespaces).
+    (bench/hosts.py's network namespaces); `prefix` runs wrk through a command that
+    execs it (`ip netns exec NAME`, to send from a namespace).
     """
     if not url.startswith("http://") or urlsplit(url).hostname not in hosts:
         raise ValueError(f"the benchmark sends traffic to {', '.join(hosts)} only")
@@ -111,7 +113,7 @@ def run_wrk(
     if header:
         command += ["-H", header]
     output = subprocess.run(
-        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 30
+        [*prefix, *command, url], capture_output=True, text=True, check=True, timeout=seconds + 30
     ).stdout
     latencies = {p: float(v) * UNITS[u] for p, v, u in LATENCY_RE.findall(output)}
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
