@@ -48,7 +48,9 @@ def effective_rate(key: APIKey) -> tuple[Rate, str] | None:
 # 1.7e12 ms in a double cannot carry an interval of a few µs, and a 60/s key was let
 # through 59 times). A request conforms when level + 1 <= limit; up to `want` are
 # taken at once, after giving `back` units taken earlier. A clock behind the stamp
-# (another host's) drains nothing and leaves the stamp where it is. The Lua script
+# (another host's) drains nothing and leaves the stamp where it is. The state lives
+# a second longer than the budget takes to be whole again (a level of zero is the same
+# as no state), so that a slow client or a skewed clock never loses it early. The Lua script
 # below is the same computation on Redis: KEYS[1] holds "stamp:level" (stamp in ms);
 # ARGV now (ms), period (ms), limit, want, back. Both return {taken, remaining, ms
 # until the budget is whole again, ms until the next request may go}.
@@ -74,7 +76,7 @@ local retry = 0
 if want > 0 and taken < 1 then retry = (level + 1 - limit) * p / limit end
 if taken > 0 or back > 0 then
   redis.call('SET', KEYS[1], string.format('%.17g:%.17g', stamp, level),
-             'PX', math.max(1, math.ceil(level * p / limit + (stamp - now))))
+             'PX', math.ceil(level * p / limit + (stamp - now)) + 1000)
 end
 return {taken, math.floor(limit - level + 1e-9), string.format('%.3f', level * p / limit),
         string.format('%.3f', retry)}
@@ -176,13 +178,14 @@ class KeyRateThrottle(BaseThrottle):
                 verdict = self.slices.take(name, rate, now)
                 if verdict is not None:
                     return verdict  # from this process's slice: no round trip
+                return self.refill(name, rate, now)
             return self.take(name, rate, now, 1 if count else 0)[1]
         with self._local_lock:  # local memory: one process, the same algorithm
             _taken, verdict, state = gcra(self.cache.get(name), now, rate, 1 if count else 0)
             if state is not None:
                 stamp, level = state
                 lifetime = level * rate.period / rate.limit + (stamp - now)
-                self.cache.set(name, state, max(1, math.ceil(lifetime)))
+                self.cache.set(name, state, math.ceil(lifetime) + 1)
         return verdict
 
     def take(
@@ -200,6 +203,20 @@ class KeyRateThrottle(BaseThrottle):
             taken >= 1 or want == 0, int(remaining), _up(reset_ms / 1000), _up(retry_ms / 1000)
         )
         return int(taken), verdict
+
+    def refill(self, name: str, rate: Rate, now: float) -> Verdict:
+        """Decide a fast key's request that found this process's slice empty, in one round trip.
+
+        It takes a few units more than itself (RateSlices.refill_size) for the
+        requests after it, and gives back in the same script what the slice held
+        past its lifetime.
+        """
+        want, stale = self.slices.refill_size(rate), self.slices.expired(name, now)
+        taken, verdict = self.take(name, rate, now, want, stale)
+        if taken > 1:
+            self.slices.add(name, rate, now, taken - 1, verdict)
+            return Verdict(True, verdict.remaining + taken - 1, verdict.reset, 0)
+        return verdict
 
     def wait(self) -> float | None:
         return getattr(self, "wait_seconds", None)
@@ -282,6 +299,40 @@ class RateSlices:
             piece.wanted += 1
             return None
 
+    def refill_size(self, rate: Rate) -> int:
+        """Return how many units a request that found the slice empty takes: itself and more.
+
+        A quarter of what the key may send in a slice's lifetime, at most 16: enough
+        that the requests after it wait for no round trip either until the next
+        turn, too few to keep much of a slow key's budget from other processes.
+        """
+        return max(1, min(16, int(rate.limit * self.lifetime / rate.period / 4)))
+
+    def expired(self, name: str, now: float) -> int:
+        """Remove and return the units a slice holds past its lifetime (to be given back)."""
+        with self._lock:
+            found = self._slices.get(name)
+            if found is None or found[1].left == 0 or now < found[1].expires:
+                return 0
+            stale, found[1].left = found[1].left, 0
+            return stale
+
+    def add(self, name: str, rate: Rate, now: float, units: int, verdict: Verdict) -> None:
+        """Put `units` taken at `now` into the slice; they expire with the oldest it holds."""
+        with self._lock:
+            found = self._slices.get(name)
+            if found is None or found[0] != rate:
+                found = self._slices[name] = (rate, RateSlice(used_at=now))
+            self._put(found[1], now, units, verdict)
+
+    def _put(self, piece: RateSlice, now: float, units: int, verdict: Verdict) -> None:
+        expires = now + self.lifetime
+        if piece.left > 0 and piece.expires < expires:
+            expires = piece.expires  # never lengthen the life of units taken earlier
+        piece.left += units
+        piece.expires = expires
+        piece.remaining, piece.reset_at = verdict.remaining, now + verdict.reset
+
     def maintain(self, throttle: KeyRateThrottle | None = None) -> None:
         """Swap each busy key's slice for a fresh one; give back idle ones (background)."""
         throttle = throttle or KeyRateThrottle()
@@ -305,10 +356,7 @@ class RateSlices:
                     found = self._slices.get(name)
                     if found is None or found[0] != rate:
                         found = self._slices[name] = (rate, RateSlice(used_at=now))
-                    piece = found[1]
-                    piece.left += taken
-                    piece.expires = now + self.lifetime
-                    piece.remaining, piece.reset_at = verdict.remaining, now + verdict.reset
+                    self._put(found[1], now, taken, verdict)
 
     def give_back_all(self, throttle: KeyRateThrottle | None = None) -> None:
         """Give back every unspent unit (a graceful stop)."""

@@ -8,6 +8,7 @@ from apikeys.services import api_key_update
 from apikeys.throttling import DailyQuotaThrottle, KeyRateThrottle
 from audit.actors import Actor
 from config.errors import QuotaExceeded, RateLimited
+from config.rates import parse_rate
 from orgs.services import organization_update
 
 SYSTEM = Actor.system("test")
@@ -307,16 +308,21 @@ def test_a_slice_is_never_more_than_a_sixteenth_of_what_is_left(
 
 
 class CountingThrottle(KeyRateThrottle):
-    """A rate throttle that counts its one-request round trips (slices are taken by more)."""
+    """A rate throttle that counts its round trips made on a request's behalf."""
 
     single = 0
     single_allowed = 0
+    refills = 0
 
     def take(self, name, rate, now, want, back=0):
         taken, verdict = super().take(name, rate, now, want, back)
         self.single += want == 1
         self.single_allowed += want == 1 and taken == 1
         return taken, verdict
+
+    def refill(self, name, rate, now):
+        self.refills += 1
+        return super().refill(name, rate, now)
 
 
 def rate_process(redis_cache):
@@ -363,3 +369,43 @@ def test_slow_keys_and_per_second_rates_are_never_sliced(org, make_key, clock, r
         with contextlib.suppress(RateLimited):
             process.allow_request(request, None)
     assert process.single == 3  # every request decided in Redis, exactly
+
+
+def test_a_request_that_finds_the_slice_empty_takes_some_for_the_next_ones(
+    org, make_key, clock, redis_cache
+):
+    """Between two turns of the background thread, a busy key's requests mostly wait for nothing."""
+    from apikeys.throttling import RateSlices
+
+    key, _ = make_key(org, rate_limit="6000/min")  # 100 a second: refills of 12
+    request = SimpleNamespace(auth=key)
+    process = rate_process(redis_cache)
+    assert process.slices.refill_size(parse_rate("6000/min")) == 12
+    for _ in range(120):  # no turn of the background thread at all
+        assert process.allow_request(request, None)
+    assert process.refills == 10  # one round trip per 12 requests, not one each
+    assert request.keyward.headers["RateLimit-Remaining"] == str(6000 - 120)
+    clock.now += RateSlices.lifetime  # units held past their lifetime are not used
+    assert process.allow_request(request, None)
+    assert process.refills == 11
+
+
+def test_refills_keep_two_processes_within_the_bound(org, make_key, clock, redis_cache):
+    from apikeys.throttling import RateSlices
+
+    key, _ = make_key(org, rate_limit="2400/min")  # a burst of 2,400, then 40 a second
+    request = SimpleNamespace(auth=key)
+    one, two = rate_process(redis_cache), rate_process(redis_cache)
+    assert one.slices.refill_size(parse_rate("2400/min")) == 5
+    start, seconds, offered = clock.now, 4, 1000  # past the burst, from two processes
+    admitted = 0
+    for i in range(seconds * offered):
+        clock.now = start + i / offered
+        with contextlib.suppress(RateLimited):
+            admitted += (one, two)[i % 2].allow_request(request, None)
+        if i % (offered // 2) == 0:  # the background threads run late: every 0.5 s
+            one.slices.maintain(one)
+            two.slices.maintain(two)
+    rate = 2400 / 60
+    assert admitted <= 2400 + (seconds + RateSlices.lifetime) * rate
+    assert admitted >= 2400 + (seconds - 1) * rate
