@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import OuterRef, Subquery
 from django.db.models.base import ModelState
-from django.utils import timezone
 from django.utils.http import http_date
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
@@ -185,7 +184,7 @@ class APIKeyAuthentication(BaseAuthentication):
     invalid_key_guard = InvalidKeyGuard()
 
     def authenticate(self, request) -> tuple[Any, APIKey] | None:
-        header = request.META.get("HTTP_AUTHORIZATION")
+        header = getattr(request, "_request", request).META.get("HTTP_AUTHORIZATION")
         if header is None:
             return None
         parts = header.split()
@@ -207,11 +206,12 @@ class APIKeyAuthentication(BaseAuthentication):
 
     def authenticate_token(self, request, parsed: tokens.ParsedToken) -> tuple[Any, APIKey]:
         """Check a well-formed token against its key and the key's state."""
-        now = timezone.now()
+        now = datetime.now(UTC)  # timezone.now() with USE_TZ, which Keyward requires
         state, matches, needs_upgrade = _cached_or_loaded(self.cache, parsed)
         if state is None:
             return self._reject(request, InvalidKey())
-        request_state(request).key_id = state.key.pk  # known: its activity counts the refusal
+        shared = request_state(request)
+        shared.key_id = state.key.id  # known: its activity counts the refusal
         if not matches or state.key.environment != parsed.environment:
             return self._reject(request, InvalidKey())
         key = _request_copy(state.key)
@@ -225,7 +225,8 @@ class APIKeyAuthentication(BaseAuthentication):
             return self._reject(request, ExpiredKey())
         if not _owner_ok(state):
             return self._reject(request, InvalidKey())
-        address = getattr(request._request, "client_ip", None) or client_ip(request._request)
+        target = getattr(request, "_request", request)
+        address = getattr(target, "client_ip", None) or client_ip(target)
         if not _address_allowed(address, key.allowed_ips):
             raise APIKeyRejected(IpNotAllowed())
         refused = kinds.refusal(request, key)
@@ -233,7 +234,7 @@ class APIKeyAuthentication(BaseAuthentication):
             raise APIKeyRejected(refused)
         key._effective_scopes = state.scopes()
         if status == Status.SUPERSEDED:
-            request_state(request).add_headers(
+            shared.add_headers(
                 {"Deprecation": "true", "Sunset": http_date(key.expires_at.timestamp())}
             )
         self._touch(request, key, address, now)
