@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import connection, transaction
 
 from apikeys.models import APIKey, KeyActivity
@@ -36,6 +37,18 @@ RETENTION = timedelta(days=30)
 PRUNE_EVERY = 3600
 UNMATCHED_ROUTE = "(no route)"
 ALLOWED = "allowed"
+
+# The setting, read once per process rather than once per request; a test that changes
+# it empties this (setting_changed).
+_settings: dict[str, bool] = {}
+
+
+def _forget_settings(*, setting: str, **kwargs) -> None:
+    if setting == "KEYWARD_KEY_ACTIVITY":
+        _settings.clear()
+
+
+setting_changed.connect(_forget_settings)
 
 # (key id, hour number since the epoch, address, route, outcome)
 Entry = tuple[str, int, str, str, str]
@@ -125,7 +138,10 @@ class KeyActivityCollector:
 
     @property
     def enabled(self) -> bool:
-        return getattr(settings, "KEYWARD_KEY_ACTIVITY", True)
+        found = _settings.get("enabled")
+        if found is None:
+            found = _settings["enabled"] = getattr(settings, "KEYWARD_KEY_ACTIVITY", True)
+        return found
 
     def record(self, key_id: str, address: str | None, route: str | None, outcome: str) -> None:
         """Count one request made with (or refused for) the key `key_id`, now."""
@@ -133,7 +149,9 @@ class KeyActivityCollector:
         address = address or "unknown"
         pattern = route_pattern(route)
         with self._lock:
-            addresses = self._addresses.setdefault((key_id, hour), set())
+            addresses = self._addresses.get((key_id, hour))
+            if addresses is None:
+                addresses = self._addresses[(key_id, hour)] = set()
             if address not in addresses:
                 if len(addresses) >= self.max_addresses:
                     address = KeyActivity.OTHER_ADDRESSES

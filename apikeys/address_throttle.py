@@ -52,7 +52,8 @@ class PublishableAddressThrottle(BaseThrottle):
         key = request.auth
         if not isinstance(key, APIKey):
             return True
-        rate = address_rate(key)
+        limits = key.__dict__.get("_keyward_limits")  # authentication's (apikeys/throttling.py)
+        rate = limits.address_rate if limits is not None else address_rate(key)
         if rate is None:
             return True
         target = getattr(request, "_request", request)

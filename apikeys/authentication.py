@@ -18,7 +18,8 @@ from apikeys.abuse import InvalidKeyGuard
 from apikeys.cache import verified_keys
 from apikeys.models import APIKey, Status
 from apikeys.refusals import key_refused
-from apikeys.request_state import request_state
+from apikeys.request_state import RequestState, request_state
+from apikeys.throttling import KeyLimits, key_limits
 from apikeys.usage import last_uses, usage_counter
 from config.errors import ExpiredKey, InvalidKey, IpNotAllowed, KeywardError, RateLimited
 from config.net import client_ip
@@ -66,12 +67,19 @@ class KeyState:
     # Worked out once per load rather than once per request (the state is immutable).
     _scopes: frozenset[str] | None = None
     _user: Any = None
+    _limits: KeyLimits | None = None
 
     def scopes(self) -> frozenset[str]:
         """Return the scopes the key grants under its owner's role."""
         if self._scopes is None:
             self._scopes = self.key.effective_scopes_for(self.owner_role)
         return self._scopes
+
+    def limits(self) -> KeyLimits:
+        """Return what the throttles decide from the key and its organisation alone."""
+        if self._limits is None:
+            self._limits = key_limits(self.key)
+        return self._limits
 
     def user(self) -> Any:
         """Return the identity behind the key: its owner, or its organisation."""
@@ -192,25 +200,31 @@ class APIKeyAuthentication(BaseAuthentication):
             if len(parts) == 1 and parts[0].startswith(f"{tokens.brand()}_"):
                 return self._reject(request, InvalidKey("Send the key as 'Bearer <key>'."))
             return None  # another scheme: another authenticator's business
-        request_state(request).token_presented = True
+        shared = request_state(request)
+        shared.token_presented = True
         if len(parts) != 2:
             return self._reject(request, InvalidKey())
         try:
             parsed = tokens.parse(parts[1])
         except tokens.MalformedToken:
             return self._reject(request, InvalidKey())
-        return self.authenticate_token(request, parsed)
+        return self.authenticate_token(request, parsed, shared)
 
     def authenticate_header(self, request) -> str:
         return f'Bearer realm="{self.realm}"'
 
-    def authenticate_token(self, request, parsed: tokens.ParsedToken) -> tuple[Any, APIKey]:
-        """Check a well-formed token against its key and the key's state."""
+    def authenticate_token(
+        self, request, parsed: tokens.ParsedToken, shared: RequestState | None = None
+    ) -> tuple[Any, APIKey]:
+        """Check a well-formed token against its key and the key's state.
+
+        `shared` is the request's state (apikeys/request_state.py) when the caller has it.
+        """
         now = datetime.now(UTC)  # timezone.now() with USE_TZ, which Keyward requires
         state, matches, needs_upgrade = _cached_or_loaded(self.cache, parsed)
         if state is None:
             return self._reject(request, InvalidKey())
-        shared = request_state(request)
+        shared = shared or request_state(request)
         shared.key_id = state.key.id  # known: its activity counts the refusal
         if not matches or state.key.environment != parsed.environment:
             return self._reject(request, InvalidKey())
@@ -233,6 +247,7 @@ class APIKeyAuthentication(BaseAuthentication):
         if refused is not None:
             raise APIKeyRejected(refused)
         key._effective_scopes = state.scopes()
+        key._keyward_limits = state.limits()
         if status == Status.SUPERSEDED:
             shared.add_headers(
                 {"Deprecation": "true", "Sunset": http_date(key.expires_at.timestamp())}
@@ -274,7 +289,7 @@ class APIKeyAuthentication(BaseAuthentication):
 
         Both are gathered in this process and written in the background (apikeys/usage.py).
         """
-        self.usage.record(key.pk)
+        self.usage.record(key.id)
         if key.last_used_at is not None and now - key.last_used_at < LAST_USED_REFRESH:
             return
         self.last_uses.record(key.pk, now, address)

@@ -31,9 +31,11 @@ class HasScope(BasePermission):
         key = request.auth
         if not isinstance(key, APIKey):
             raise MissingKey()
-        missing = [s for s in self.required_scopes(request, view) if s not in key.effective_scopes]
-        if missing:
-            raise MissingScope(missing)
+        granted = key.effective_scopes
+        required = self.required_scopes(request, view)
+        for scope in required:
+            if scope not in granted:
+                raise MissingScope([s for s in required if s not in granted])
         return True
 
 

@@ -26,8 +26,45 @@ logger = logging.getLogger("keyward.throttling")
 DAY = 86400
 
 
+@dataclass(frozen=True)
+class KeyLimits:
+    """What the throttles decide from a key and its organisation alone, worked out once.
+
+    Authentication puts a cached key's limits on the request's copy of the key
+    (`_keyward_limits`), so a warm request's throttles read them instead of
+    working them out again; they change only with the key or its organisation,
+    and either change drops the cached key (apikeys/cache.py).
+    """
+
+    rate: tuple[Rate, str] | None
+    quota: int | None  # the organisation's daily quota, if this key counts against it
+    address_rate: Rate | None
+
+
+def key_limits(key: APIKey) -> KeyLimits:
+    """Work out a key's limits (see KeyLimits)."""
+    from apikeys.address_throttle import address_rate
+
+    counted = kinds.counts_against_quota(key)
+    return KeyLimits(
+        rate=_effective_rate(key),
+        quota=key.organization.daily_request_quota if counted else None,
+        address_rate=address_rate(key),
+    )
+
+
+def limits_of(key: APIKey) -> KeyLimits:
+    """Return the limits authentication worked out for this request's key, else work them out."""
+    return key.__dict__.get("_keyward_limits") or key_limits(key)
+
+
 def effective_rate(key: APIKey) -> tuple[Rate, str] | None:
     """Return the rate a key is held to and where it comes from ("key" or "organization")."""
+    limits = key.__dict__.get("_keyward_limits")
+    return limits.rate if limits is not None else _effective_rate(key)
+
+
+def _effective_rate(key: APIKey) -> tuple[Rate, str] | None:
     text, source = key.rate_limit, "key"
     if not text:
         text, source = kinds.organization_rate_limit(key), "organization"
@@ -545,9 +582,9 @@ class DailyQuotaThrottle(BaseThrottle):
 
     def allow_request(self, request: Any, view: Any) -> bool:
         key = request.auth
-        if not isinstance(key, APIKey) or not kinds.counts_against_quota(key):
+        if not isinstance(key, APIKey):
             return True
-        quota = key.organization.daily_request_quota
+        quota = limits_of(key).quota
         if quota is None:
             return True
         now = self.timer()
