@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format check-deploy clean bench bench-scale bench-floor bench-all bench-revoke bench-profile bench-hosts
+.PHONY: run test lint format check-deploy clean bench bench-scale bench-floor bench-all bench-revoke bench-profile bench-hosts bench-instructions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,10 @@ bench-floor: $(VENV)/.bench-installed
 ## bench-profile: a warm request in-process, with and without Keyward, and its profile.
 bench-profile: $(VENV)/.bench-installed
 	$(BIN)/python bench/profile.py $(PROFILE_ARGS)
+
+## bench-instructions: instructions per warm request under valgrind, against no authentication.
+bench-instructions: $(VENV)/.bench-installed
+	$(BIN)/python bench/instructions.py $(INSTRUCTIONS_ARGS)
 
 ## bench-revoke: how long a revoke takes with four workers live, and with one frozen.
 bench-revoke: $(VENV)/.bench-installed
