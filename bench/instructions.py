@@ -31,12 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import bench_env, database_name, manage, redis_url
-from harness.postgres import recreate_database
+from bench.profile import SEED_FILE, prepare
+from harness import bench_env, database_name, redis_url
 
 DATABASE = database_name("bench")
 REDIS_URL = redis_url("bench")
-SEED_FILE = Path(tempfile.gettempdir(), f"{DATABASE}-instructions-seed.json")
 GUARDS = {
     "no authentication": ("/bench/none", None),
     "Keyward, unlimited key": ("/bench/keyward", "unlimited"),
@@ -47,20 +46,14 @@ LEASE_SECONDS = "600"
 
 def serve(requests: int, rounds: int) -> None:
     """The child under valgrind: serve each guard's requests, one counted dump per guard."""
-    from bench.profile import environ
+    from bench.profile import serve as serve_one
 
     seed = json.loads(SEED_FILE.read_text())
     from apikeys.cache import verified_keys
     from config.wsgi import application
 
     def call(path: str, authorization: str | None) -> None:
-        statuses: list[str] = []
-        body = application(environ(path, authorization), lambda s, h: statuses.append(s))
-        for _ in body:
-            pass
-        body.close()
-        if not statuses[0].startswith("200"):
-            raise RuntimeError(f"{path} answered {statuses[0]}")
+        serve_one(application, path, authorization)
 
     guards = {
         name: (path, f"Bearer {seed[credential]['token']}" if credential else None)
@@ -107,13 +100,7 @@ def main() -> int:
         return 0
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("valgrind is missing: apt-get install -y valgrind")
-    if not args.no_setup or not SEED_FILE.exists():
-        import redis
-
-        recreate_database(DATABASE)
-        redis.Redis.from_url(REDIS_URL).flushdb()  # the benchmark's own database
-        manage(env, "migrate", "--no-input")
-        SEED_FILE.write_text(manage(env, "benchseed"))
+    prepare(env, setup=not args.no_setup)
 
     with tempfile.TemporaryDirectory(prefix="kw-callgrind-") as directory:
         output = Path(directory, "callgrind.out")

@@ -18,8 +18,10 @@ import io
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -49,6 +51,41 @@ def environ(path: str, authorization: str | None) -> dict:
     return env
 
 
+SEED_FILE = Path(tempfile.gettempdir(), f"{DATABASE}-profile-seed.json")
+
+
+def prepare(env: dict[str, str], setup: bool) -> dict:
+    """Recreate and seed the bench database (unless `setup` is off and a seed is kept); the seed.
+
+    `make bench` recreates the same database with seeds of its own: after it, a run
+    without setup finds its keys gone, and `serve` says so.
+    """
+    if setup or not SEED_FILE.exists():
+        import redis
+
+        recreate_database(DATABASE)
+        redis.Redis.from_url(REDIS_URL).flushdb()  # the benchmark's own database
+        manage(env, "migrate", "--no-input")
+        SEED_FILE.write_text(manage(env, "benchseed"))
+    return json.loads(SEED_FILE.read_text())
+
+
+def serve(application: Any, path: str, authorization: str | None) -> None:
+    """Serve one GET through the WSGI application, in this process; raise unless it is a 200."""
+    statuses: list[str] = []
+    body = application(environ(path, authorization), lambda s, h: statuses.append(s))
+    for _ in body:
+        pass
+    body.close()
+    if statuses[0].startswith("401"):
+        raise RuntimeError(
+            f"{path} answered {statuses[0]}: the kept seed's keys are gone (another benchmark "
+            "recreated the database); run without --no-setup"
+        )
+    if not statuses[0].startswith("200"):
+        raise RuntimeError(f"{path} answered {statuses[0]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=3000)
@@ -58,28 +95,14 @@ def main() -> int:
     args = parser.parse_args()
 
     env = bench_env(DATABASE, REDIS_URL, BENCH_PEERS="0")
-    seed_file = Path(f"/tmp/{DATABASE}-profile-seed.json")  # noqa: S108
-    if not args.no_setup or not seed_file.exists():
-        import redis
-
-        recreate_database(DATABASE)
-        redis.Redis.from_url(REDIS_URL).flushdb()  # the benchmark's own database
-        manage(env, "migrate", "--no-input")
-        seed_file.write_text(manage(env, "benchseed"))
-    seed = json.loads(seed_file.read_text())
+    seed = prepare(env, setup=not args.no_setup)
     os.environ.update(env)
 
     from apikeys.cache import verified_keys
     from config.wsgi import application
 
     def call(path: str, authorization: str | None) -> None:
-        statuses = []
-        body = application(environ(path, authorization), lambda s, h: statuses.append(s))
-        for _ in body:
-            pass
-        body.close()
-        if not statuses[0].startswith("200"):
-            raise RuntimeError(f"{path} answered {statuses[0]}")
+        serve(application, path, authorization)
 
     guards = {
         "no authentication": ("/bench/none", None),
