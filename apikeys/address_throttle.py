@@ -20,6 +20,7 @@ from rest_framework.throttling import BaseThrottle
 from apikeys.abuse import offender_of
 from apikeys.counters import incr_with_ttl
 from apikeys.models import APIKey
+from apikeys.throttling import limits_of
 from config.errors import RateLimited
 from config.net import client_ip
 from config.rates import MalformedRate, Rate, parse_rate
@@ -52,8 +53,7 @@ class PublishableAddressThrottle(BaseThrottle):
         key = request.auth
         if not isinstance(key, APIKey):
             return True
-        limits = key.__dict__.get("_keyward_limits")  # authentication's (apikeys/throttling.py)
-        rate = limits.address_rate if limits is not None else address_rate(key)
+        rate = limits_of(key).address_rate
         if rate is None:
             return True
         target = getattr(request, "_request", request)

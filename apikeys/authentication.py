@@ -292,7 +292,7 @@ class APIKeyAuthentication(BaseAuthentication):
         self.usage.record(key.id)
         if key.last_used_at is not None and now - key.last_used_at < LAST_USED_REFRESH:
             return
-        self.last_uses.record(key.pk, now, address)
+        self.last_uses.record(key.id, now, address)
         key.last_used_at = now
         key.last_used_ip = address
         self.cache.note_use(key.pk, now, address)

@@ -60,8 +60,7 @@ def limits_of(key: APIKey) -> KeyLimits:
 
 def effective_rate(key: APIKey) -> tuple[Rate, str] | None:
     """Return the rate a key is held to and where it comes from ("key" or "organization")."""
-    limits = key.__dict__.get("_keyward_limits")
-    return limits.rate if limits is not None else _effective_rate(key)
+    return limits_of(key).rate
 
 
 def _effective_rate(key: APIKey) -> tuple[Rate, str] | None:
@@ -186,7 +185,7 @@ class KeyRateThrottle(BaseThrottle):
             return True
         state = request_state(request)
         state.rate_checked = True
-        found = effective_rate(key)
+        found = limits_of(key).rate
         if found is None:
             return True
         rate = found[0]
